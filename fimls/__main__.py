@@ -1,0 +1,5 @@
+"""Allow ``python -m fimls``."""
+
+from fimls.cli import main
+
+raise SystemExit(main())

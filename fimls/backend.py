@@ -1,0 +1,432 @@
+"""DeepSeek HTTP client: FIM completions (JSON or SSE), models and balance.
+
+Errors are raised as :class:`BackendError` subclasses:
+
+- :class:`AuthError` (401), :class:`BalanceError` (402), :class:`RequestError` (400, 422;
+  ``model_missing`` tells a "model does not exist" answer apart): never retried.
+- :class:`RateLimitError` (429) and :class:`ServerError` (5xx): retried with jittered
+  backoff that honours ``Retry-After`` while the deadline allows, then raised.
+- :class:`NetworkError`: connection failures, timeouts, the overall deadline.
+- :class:`ProtocolError`: an answer that is not DeepSeek's wire format.
+
+The API key only ever goes into the ``Authorization`` header; no message contains it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+import attrs
+import httpx
+
+from fimls import __version__
+
+logger = logging.getLogger(__name__)
+
+FIM_PATH = "/beta/completions"
+
+
+class BackendError(Exception):
+    """A DeepSeek call failed; ``str()`` is a message fit for the user."""
+
+    kind = "error"
+
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class AuthError(BackendError):
+    """401: the key is missing or wrong."""
+
+    kind = "auth"
+
+
+class BalanceError(BackendError):
+    """402: the account has run out of balance."""
+
+    kind = "balance"
+
+
+class RequestError(BackendError):
+    """400/422: DeepSeek rejected the request."""
+
+    kind = "request"
+
+    def __init__(self, message: str, status: int | None = None, *, model_missing: bool = False):
+        super().__init__(message, status)
+        self.model_missing = model_missing
+
+
+class RateLimitError(BackendError):
+    """429: too many requests."""
+
+    kind = "rate-limit"
+
+
+class ServerError(BackendError):
+    """5xx: DeepSeek is failing or overloaded."""
+
+    kind = "server"
+
+
+class NetworkError(BackendError):
+    """Could not reach DeepSeek in time."""
+
+    kind = "network"
+
+
+class ProtocolError(BackendError):
+    """The answer was not in DeepSeek's format."""
+
+    kind = "protocol"
+
+
+@attrs.frozen
+class FimRequest:
+    """One ``/beta/completions`` body (the cache key too)."""
+
+    model: str
+    prompt: str
+    suffix: str
+    max_tokens: int
+    stop: tuple[str, ...]
+    temperature: float
+    top_p: float
+    stream: bool
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body."""
+        body: dict[str, Any] = {
+            "model": self.model,
+            "prompt": self.prompt,
+            "suffix": self.suffix or None,
+            "max_tokens": self.max_tokens,
+            "stop": list(self.stop[:16]) or None,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "stream": self.stream,
+        }
+        if self.stream:
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+
+@attrs.frozen
+class Usage:
+    """Token accounting from DeepSeek's ``usage``."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cache_hit_tokens: int = 0
+    cache_miss_tokens: int = 0
+
+    @classmethod
+    def parse(cls, raw: Any) -> Usage | None:
+        """Read ``usage`` defensively; ``None`` if absent."""
+        if not isinstance(raw, Mapping):
+            return None
+
+        def num(name: str) -> int:
+            value = raw.get(name)
+            return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+        hit = num("prompt_cache_hit_tokens")
+        if not hit and isinstance(raw.get("prompt_tokens_details"), Mapping):
+            cached = raw["prompt_tokens_details"].get("cached_tokens")
+            hit = cached if isinstance(cached, int) else 0
+        prompt = num("prompt_tokens")
+        miss = num("prompt_cache_miss_tokens") or max(prompt - hit, 0)
+        return cls(prompt, num("completion_tokens"), hit, miss)
+
+
+@attrs.frozen
+class FimResult:
+    """A completion as received."""
+
+    text: str
+    finish_reason: str | None
+    usage: Usage | None = None
+    early_close: bool = False
+    """The stream was closed on our side once the answer was complete."""
+
+
+@attrs.frozen
+class Balance:
+    """``GET /user/balance``."""
+
+    is_available: bool
+    balances: tuple[tuple[str, str], ...]
+    """(currency, total_balance) pairs, amounts as DeepSeek's strings."""
+
+    def describe(self) -> str:
+        """E.g. ``12.34 USD (available)``."""
+        amounts = ", ".join(f"{total} {currency}" for currency, total in self.balances) or "none"
+        return f"{amounts} ({'available' if self.is_available else 'NOT available'})"
+
+
+def root_url(base_url: str) -> str:
+    """Accept ``https://api.deepseek.com`` with or without ``/beta`` or ``/completions``."""
+    url = base_url.strip().rstrip("/")
+    for tail in ("/completions", "/beta", "/v1"):
+        if url.endswith(tail):
+            url = url[: -len(tail)].rstrip("/")
+    return url
+
+
+def public_url(base_url: str) -> str:
+    """The base URL without credentials or query string, for display."""
+    parsed = httpx.URL(root_url(base_url))
+    return str(parsed.copy_with(userinfo=b"", query=None, fragment=None))
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delay or HTTP date), clamped to 0..300."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    return min(max(seconds, 0.0), 300.0)
+
+
+def _error_message(response_text: str) -> str:
+    try:
+        data = json.loads(response_text.strip() or "null")
+    except ValueError:
+        return ""
+    if isinstance(data, Mapping):
+        error = data.get("error")
+        if isinstance(error, Mapping) and isinstance(error.get("message"), str):
+            return str(error["message"])[:300]
+        if isinstance(error, str):
+            return error[:300]
+    return ""
+
+
+def error_for(status: int, body: str, headers: Mapping[str, str], model: str = "") -> BackendError:
+    """Map an HTTP error answer to a :class:`BackendError` with a clear message."""
+    detail = _error_message(body)
+    retry_after = parse_retry_after(headers.get("retry-after"))
+    if status == 401:
+        return AuthError("DeepSeek rejected the API key (401): invalid API key", status)
+    if status == 402:
+        return BalanceError("DeepSeek account has insufficient balance (402): top up to continue", status)
+    if status in (400, 404, 422):
+        if "model" in detail.lower() and ("exist" in detail.lower() or "not" in detail.lower()):
+            return RequestError(
+                f"DeepSeek says model {model!r} does not exist ({detail}); set fimls.model",
+                status,
+                model_missing=True,
+            )
+        return RequestError(f"DeepSeek rejected the request ({status}): {detail or 'no detail'}", status)
+    if status == 429:
+        return RateLimitError("DeepSeek rate limit reached (429)", status, retry_after)
+    if status >= 500:
+        return ServerError(f"DeepSeek server error ({status})", status, retry_after)
+    return ProtocolError(f"unexpected HTTP status {status} from DeepSeek", status)
+
+
+class DeepSeekClient:
+    """One long-lived ``httpx.AsyncClient`` for everything the server asks DeepSeek."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        max_retries: int = 2,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+        on_retry: Callable[[], None] | None = None,
+    ) -> None:
+        self.root = root_url(base_url)
+        self._key = api_key
+        self.max_retries = max_retries
+        self._on_retry = on_retry or (lambda: None)
+        self._sleep = sleep
+        headers = {"User-Agent": f"fimls/{__version__}", "Accept": "application/json"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self._http = httpx.AsyncClient(
+            headers=headers,
+            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+            transport=transport,
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=16, max_keepalive_connections=8, keepalive_expiry=60),
+        )
+
+    @property
+    def has_key(self) -> bool:
+        """Whether an API key is configured."""
+        return bool(self._key)
+
+    async def aclose(self) -> None:
+        """Close all connections."""
+        await self._http.aclose()
+
+    async def fim(
+        self,
+        request: FimRequest,
+        *,
+        done: Callable[[str], bool] | None = None,
+        timeout: float = 5.0,
+    ) -> FimResult:
+        """Run one FIM completion within ``timeout`` seconds, retries included.
+
+        ``done(text)`` lets a streamed answer stop early once nothing more is needed.
+        """
+        deadline = time.monotonic() + timeout
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._with_retries(request, done, deadline)
+        except TimeoutError:
+            raise NetworkError(f"DeepSeek did not answer within {timeout:g} s") from None
+
+    async def _with_retries(
+        self, request: FimRequest, done: Callable[[str], bool] | None, deadline: float
+    ) -> FimResult:
+        attempt = 0
+        while True:
+            try:
+                return await self._fim_once(request, done)
+            except (RateLimitError, ServerError, NetworkError) as error:
+                if attempt >= self.max_retries:
+                    raise
+                delay = error.retry_after
+                if delay is None:
+                    delay = random.uniform(0.5, 1.0) * min(0.25 * 2**attempt, 2.0)
+                if time.monotonic() + delay >= deadline:
+                    raise
+                attempt += 1
+                self._on_retry()
+                logger.info("%s; retry %d in %.2f s", error, attempt, delay)
+                await self._sleep(delay)
+
+    async def _fim_once(self, request: FimRequest, done: Callable[[str], bool] | None) -> FimResult:
+        url = self.root + FIM_PATH
+        try:
+            async with self._http.stream("POST", url, json=request.body()) as response:
+                if response.status_code != 200:
+                    body = (await response.aread()).decode("utf-8", "replace")
+                    raise error_for(response.status_code, body, response.headers, request.model)
+                if request.stream:
+                    return await _read_stream(response.aiter_lines(), done)
+                raw = (await response.aread()).decode("utf-8", "replace")
+                return _parse_json_completion(raw)
+        except httpx.TimeoutException as exc:
+            raise NetworkError(f"DeepSeek timed out ({type(exc).__name__})") from None
+        except httpx.TransportError as exc:
+            raise NetworkError(f"cannot reach DeepSeek: {type(exc).__name__}") from None
+
+    async def _get(self, path: str) -> Any:
+        try:
+            response = await self._http.get(self.root + path)
+        except httpx.TimeoutException:
+            raise NetworkError(f"GET {path} timed out") from None
+        except httpx.TransportError as exc:
+            raise NetworkError(f"cannot reach DeepSeek: {type(exc).__name__}") from None
+        if response.status_code != 200:
+            raise error_for(response.status_code, response.text, response.headers)
+        try:
+            return json.loads(response.text.strip())
+        except ValueError:
+            raise ProtocolError(f"GET {path} returned invalid JSON") from None
+
+    async def models(self) -> list[str]:
+        """Model ids from ``GET /models``."""
+        data = await self._get("/models")
+        items = data.get("data") if isinstance(data, Mapping) else None
+        if not isinstance(items, list):
+            raise ProtocolError("GET /models returned no model list")
+        return [str(item["id"]) for item in items if isinstance(item, Mapping) and "id" in item]
+
+    async def balance(self) -> Balance:
+        """Account balance from ``GET /user/balance``."""
+        data = await self._get("/user/balance")
+        if not isinstance(data, Mapping):
+            raise ProtocolError("GET /user/balance returned no object")
+        infos = data.get("balance_infos")
+        pairs = tuple(
+            (str(info.get("currency", "?")), str(info.get("total_balance", "?")))
+            for info in (infos if isinstance(infos, list) else [])
+            if isinstance(info, Mapping)
+        )
+        return Balance(bool(data.get("is_available")), pairs)
+
+
+def _first_choice(data: Any) -> tuple[str, str | None]:
+    if not isinstance(data, Mapping):
+        raise ProtocolError("DeepSeek answer is not a JSON object")
+    choices = data.get("choices")
+    if not isinstance(choices, list):
+        raise ProtocolError("DeepSeek answer has no choices")
+    if not choices:
+        return "", None
+    choice = choices[0]
+    if not isinstance(choice, Mapping):
+        raise ProtocolError("DeepSeek choice is not an object")
+    text = choice.get("text")
+    reason = choice.get("finish_reason")
+    return (text if isinstance(text, str) else ""), (reason if isinstance(reason, str) else None)
+
+
+def _parse_json_completion(raw: str) -> FimResult:
+    """Parse a non-streamed answer; DeepSeek may send blank lines first while queued."""
+    try:
+        data = json.loads(raw.strip())
+    except ValueError:
+        raise ProtocolError("DeepSeek sent malformed JSON") from None
+    text, reason = _first_choice(data)
+    if isinstance(data, Mapping) and not data.get("choices"):
+        raise ProtocolError("DeepSeek answer has no choices")
+    return FimResult(text, reason, Usage.parse(data.get("usage")))
+
+
+async def _read_stream(lines: AsyncIterator[str], done: Callable[[str], bool] | None) -> FimResult:
+    """Collect an SSE answer, skipping blank lines and ``:`` comments (keep-alives)."""
+    parts: list[str] = []
+    reason: str | None = None
+    usage: Usage | None = None
+    finished = False
+    async for line in lines:
+        if not line or line.startswith(":"):
+            continue
+        if not line.startswith("data:"):
+            continue
+        payload = line[5:].strip()
+        if payload == "[DONE]":
+            finished = True
+            break
+        try:
+            data = json.loads(payload)
+        except ValueError:
+            raise ProtocolError("DeepSeek sent a malformed stream chunk") from None
+        if isinstance(data, Mapping) and data.get("usage"):
+            usage = Usage.parse(data["usage"]) or usage
+        if isinstance(data, Mapping) and data.get("choices") == []:
+            continue
+        text, chunk_reason = _first_choice(data)
+        parts.append(text)
+        reason = chunk_reason or reason
+        if done is not None and reason is None and done("".join(parts)):
+            return FimResult("".join(parts), "stop", usage, early_close=True)
+    if not finished and reason is None:
+        raise ProtocolError("DeepSeek stream ended early")
+    return FimResult("".join(parts), reason, usage)

@@ -1,0 +1,197 @@
+"""Command line: serve LSP (stdio or TCP), ``complete`` one position, or run ``doctor``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from fimls import __version__, log
+from fimls.backend import BackendError, FimRequest, public_url
+from fimls.config import parse_settings
+from fimls.document import UTF32, Document
+from fimls.engine import Engine
+
+logger = logging.getLogger(__name__)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fimls",
+        description="AI code completion for every editor through DeepSeek FIM. "
+        "With no command, speaks LSP on stdio.",
+    )
+    parser.add_argument("--version", action="version", version=f"fimls {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="-v info, -vv debug")
+    parser.add_argument("--log-file", metavar="PATH", help="log here instead of stderr")
+    parser.add_argument("--stdio", action="store_true", help="speak LSP on stdio (the default)")
+    parser.add_argument("--tcp", action="store_true", help="speak LSP over TCP (for debugging)")
+    parser.add_argument("--host", default="127.0.0.1", help="TCP host (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=2087, help="TCP port (default 2087)")
+    parser.add_argument(
+        "--config",
+        metavar="JSON",
+        help="settings as camelCase JSON, like initializationOptions (for complete/doctor)",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    complete = commands.add_parser(
+        "complete", help="print the completion fimls would offer at FILE:LINE:COL (1-based)"
+    )
+    complete.add_argument("target", metavar="FILE:LINE:COL")
+    complete.add_argument("--language", default="", help="language id (default: from the extension)")
+    commands.add_parser("doctor", help="check the key, the model, the balance and one FIM call")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``fimls`` command."""
+    args = _parser().parse_args(argv)
+    log.setup(args.verbose, args.log_file)
+    try:
+        raw = json.loads(args.config) if args.config else {}
+    except ValueError as exc:
+        print(f"fimls: --config is not valid JSON: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "complete":
+        return asyncio.run(_complete(args.target, raw, args.language))
+    if args.command == "doctor":
+        return asyncio.run(_doctor(raw))
+    from fimls.server import create_server
+
+    server = create_server()
+    if args.tcp:
+        server.start_tcp(args.host, args.port)
+    else:
+        server.start_io()
+    return 0
+
+
+_LANGUAGES = {
+    ".py": "python",
+    ".js": "javascript",
+    ".ts": "typescript",
+    ".tsx": "typescriptreact",
+    ".jsx": "javascriptreact",
+    ".go": "go",
+    ".rs": "rust",
+    ".c": "c",
+    ".h": "c",
+    ".cpp": "cpp",
+    ".java": "java",
+    ".lua": "lua",
+}
+
+
+def _parse_target(target: str) -> tuple[Path, int, int]:
+    path, _, rest = target.rpartition(":")
+    path2, _, line = path.rpartition(":")
+    if not path2:
+        raise ValueError(f"expected FILE:LINE:COL, got {target!r}")
+    return Path(path2), int(line), int(rest)
+
+
+def _settings(raw: Any) -> Any:
+    settings, problems = parse_settings(raw)
+    for problem in problems:
+        print(f"fimls: {problem}", file=sys.stderr)
+    log.add_secrets([settings.api_key])
+    return settings
+
+
+async def _complete(target: str, raw: Any, language: str) -> int:
+    try:
+        path, line, col = _parse_target(target)
+        text = path.read_text(encoding="utf-8")
+    except (ValueError, OSError) as exc:
+        print(f"fimls: {exc}", file=sys.stderr)
+        return 2
+    settings = _settings(raw)
+    doc = Document(path.resolve().as_uri(), text, 0, language or _LANGUAGES.get(path.suffix, ""))
+    where = doc.index_at(line - 1, col - 1, UTF32)
+    if where is None or line < 1 or col < 1:
+        print(f"fimls: {line}:{col} is outside {path}", file=sys.stderr)
+        return 2
+    snap = doc.snapshot(
+        *where,
+        encoding=UTF32,
+        max_prefix=settings.max_prefix_chars,
+        max_suffix=settings.max_suffix_chars,
+        anchor=settings.prompt_anchor_lines,
+    )
+    errors: list[BackendError] = []
+    engine = Engine(settings, on_error=errors.append)
+    try:
+        suggestions = await engine.complete(snap)
+    finally:
+        await engine.aclose()
+    if errors:
+        print(f"fimls: {errors[-1]}", file=sys.stderr)
+        return 1
+    if not suggestions:
+        print("fimls: no completion at this position", file=sys.stderr)
+        return 1
+    for suggestion in suggestions:
+        sys.stdout.write(suggestion.text + snap.line_suffix[: suggestion.replace] + "\n")
+    return 0
+
+
+async def _doctor(raw: Any) -> int:
+    settings = _settings(raw)
+    engine = Engine(settings)
+    failures = 0
+
+    def report(ok: bool, what: str, detail: str) -> None:
+        nonlocal failures
+        failures += not ok
+        print(f"{'PASS' if ok else 'FAIL'}  {what}: {detail}")
+
+    try:
+        print(f"fimls {__version__}, backend {public_url(settings.base_url)}")
+        report(
+            engine.client.has_key,
+            "API key",
+            "set" if engine.client.has_key else "missing (set DEEPSEEK_API_KEY or apiKey)",
+        )
+        if not engine.client.has_key:
+            return 1
+        try:
+            available = await engine.client.models()
+            model = await engine.model()
+            listed = model in available
+            report(
+                listed,
+                "GET /models",
+                f"{len(available)} model(s): {', '.join(available)}; using {model}"
+                + ("" if listed else " (NOT listed)"),
+            )
+        except BackendError as error:
+            report(False, "GET /models", str(error))
+            model = settings.model or "deepseek-chat"
+        try:
+            balance = await engine.client.balance()
+            report(balance.is_available, "GET /user/balance", balance.describe())
+        except BackendError as error:
+            report(False, "GET /user/balance", str(error))
+        request = FimRequest(
+            model=model,
+            prompt="def add(a, b):\n    return ",
+            suffix="\n",
+            max_tokens=8,
+            stop=("\n",),
+            temperature=0.0,
+            top_p=1.0,
+            stream=False,
+        )
+        try:
+            result = await engine.client.fim(request, timeout=settings.timeout_ms / 1000)
+            report(True, "FIM /beta/completions", f"{result.text!r} ({result.finish_reason})")
+        except BackendError as error:
+            report(False, "FIM /beta/completions", str(error))
+    finally:
+        await engine.aclose()
+    print("all checks passed" if not failures else f"{failures} check(s) failed")
+    return 1 if failures else 0

@@ -1,0 +1,207 @@
+"""Settings: frozen attrs classes parsed once from camelCase JSON with cattrs.
+
+Settings come from ``initializationOptions`` and ``workspace/didChangeConfiguration``
+(section ``fimls``), with ``DEEPSEEK_API_KEY`` and ``DEEPSEEK_BASE_URL`` from the
+environment as fallbacks. Unknown keys produce a warning; an invalid value falls back
+to its default with a message. The API key is never part of ``repr`` or any message.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import cattrs
+
+DEFAULT_BASE_URL = "https://api.deepseek.com"
+FIM_MAX_TOKENS = 4096
+"""DeepSeek caps FIM output at 4K tokens."""
+
+
+class Multiline(str, enum.Enum):
+    """When to ask for more than one line."""
+
+    AUTO = "auto"
+    ALWAYS = "always"
+    NEVER = "never"
+
+
+def _positive(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"{_camel(attribute.name)} must be positive")
+
+
+def _non_negative(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if value < 0:
+        raise ValueError(f"{_camel(attribute.name)} must not be negative")
+
+
+def _range(low: float, high: float) -> Any:
+    def check(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
+        if not low <= value <= high:
+            raise ValueError(f"{_camel(attribute.name)} must be between {low} and {high}")
+
+    return check
+
+
+@attrs.frozen
+class Settings:
+    """Everything a user can configure. Field docstrings are the reference for the README."""
+
+    api_key: str | None = attrs.field(default=None, repr=False)
+    """DeepSeek API key. Prefer the ``DEEPSEEK_API_KEY`` environment variable."""
+
+    base_url: str = DEFAULT_BASE_URL
+    """API base URL, with or without ``/beta``; FIM goes to ``/beta/completions``."""
+
+    model: str | None = None
+    """Model id. ``null`` picks a FIM-capable model from ``GET /models``."""
+
+    max_tokens: int = attrs.field(default=256, validator=_range(1, FIM_MAX_TOKENS))
+    """Output limit for multi-line completions (at most 4096)."""
+
+    max_tokens_single_line: int = attrs.field(default=64, validator=_range(1, FIM_MAX_TOKENS))
+    """Output limit for single-line completions."""
+
+    temperature: float = attrs.field(default=0.0, validator=_range(0.0, 2.0))
+    """Sampling temperature (0 to 2)."""
+
+    top_p: float = attrs.field(default=1.0, validator=_range(0.0, 1.0))
+    """Nucleus sampling (0 to 1)."""
+
+    stream: bool = True
+    """Stream the answer (SSE) and stop reading as soon as the completion is complete."""
+
+    debounce_ms: int = attrs.field(default=150, validator=_range(0, 10_000))
+    """Quiet time after a keystroke before a request is sent; explicit invocations skip it."""
+
+    timeout_ms: int = attrs.field(default=5000, validator=_range(100, 600_000))
+    """Overall deadline of one completion, retries included."""
+
+    max_prefix_chars: int = attrs.field(default=6000, validator=_range(100, 1_000_000))
+    """Characters of text before the cursor sent as the prompt (cut at line starts)."""
+
+    max_suffix_chars: int = attrs.field(default=2000, validator=_range(0, 1_000_000))
+    """Characters of text after the cursor sent as the suffix (cut at line ends)."""
+
+    prompt_anchor_lines: int = attrs.field(default=32, validator=_positive)
+    """The prompt starts on a multiple of this many lines, so its start stays byte-identical
+    while you type and DeepSeek's prompt cache keeps hitting."""
+
+    multiline: Multiline = Multiline.AUTO
+    """``auto`` (multi-line when nothing but closers follows the cursor), ``always`` or ``never``."""
+
+    num_suggestions: int = attrs.field(default=1, validator=_range(1, 5))
+    """Inline suggestions per request; more than one costs one extra request each."""
+
+    cache_size: int = attrs.field(default=256, validator=_non_negative)
+    """Completions kept in memory (LRU); 0 disables the cache."""
+
+    cache_ttl_seconds: float = attrs.field(default=600.0, validator=_positive)
+    """How long a cached completion stays valid."""
+
+    max_retries: int = attrs.field(default=2, validator=_range(0, 5))
+    """Retries after 429, 500 and 503 (with jittered backoff, honouring ``Retry-After``)."""
+
+    @property
+    def redacted(self) -> dict[str, Any]:
+        """The settings as camelCase JSON with the key masked, for status output."""
+        raw = _unstructure(self)
+        if raw.get("apiKey"):
+            raw["apiKey"] = "***"
+        return raw
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+attrs.resolve_types(Settings)
+_FIELDS: dict[str, attrs.Attribute[Any]] = {_camel(f.name): f for f in attrs.fields(Settings)}
+_DEFAULTS = Settings()
+_converter = cattrs.Converter()
+
+
+def _unstructure(settings: Settings) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, field in _FIELDS.items():
+        value = getattr(settings, field.name)
+        out[key] = value.value if isinstance(value, enum.Enum) else value
+    return out
+
+
+def field_names() -> list[str]:
+    """All camelCase option names, in declaration order."""
+    return list(_FIELDS)
+
+
+def parse_settings(raw: Any, env: Mapping[str, str] | None = None) -> tuple[Settings, list[str]]:
+    """Turn user JSON into :class:`Settings`.
+
+    Returns the settings and the problems found. Each bad value is replaced by its
+    default on its own, so one typo does not discard the rest of the configuration.
+    """
+    env = os.environ if env is None else env
+    problems: list[str] = []
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        problems.append(f"settings must be an object, not {type(raw).__name__}; using defaults")
+        raw = {}
+    unknown = sorted(str(k) for k in raw if k not in _FIELDS)
+    if unknown:
+        problems.append("unknown setting(s) ignored: " + ", ".join(unknown))
+    settings = _DEFAULTS
+    for key, value in raw.items():
+        field = _FIELDS.get(key)
+        if field is None or (value is None and field.default is not None):
+            continue
+        try:
+            settings = attrs.evolve(settings, **{field.name: _structure(field, value)})
+        except (TypeError, ValueError, cattrs.BaseValidationError) as exc:
+            shown = "" if key == "apiKey" else f" {value!r}"
+            problems.append(f"invalid value{shown} for {key} ({_reason(exc)}); using the default")
+    if not settings.api_key and env.get("DEEPSEEK_API_KEY"):
+        settings = attrs.evolve(settings, api_key=env["DEEPSEEK_API_KEY"].strip())
+    if "baseUrl" not in raw and env.get("DEEPSEEK_BASE_URL"):
+        settings = attrs.evolve(settings, base_url=env["DEEPSEEK_BASE_URL"].strip())
+    return settings, problems
+
+
+def _structure(field: attrs.Attribute[Any], value: Any) -> Any:
+    """Convert one JSON value, rejecting what cattrs would silently coerce ("12" to 12)."""
+    kind = field.type
+    if kind is bool and not isinstance(value, bool):
+        raise TypeError("expected true or false")
+    if kind is int and (not isinstance(value, int) or isinstance(value, bool)):
+        raise TypeError("expected an integer")
+    if kind is float:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise TypeError("expected a number")
+        return float(value)
+    if kind in (str, str | None) and not isinstance(value, str) and value is not None:
+        raise TypeError("expected a string")
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        try:
+            return kind(value)
+        except ValueError:
+            raise ValueError("expected one of " + ", ".join(m.value for m in kind)) from None
+    assert kind is not None
+    return _converter.structure(value, kind)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, cattrs.BaseValidationError):
+        return "; ".join(cattrs.transform_error(exc))
+    return str(exc)
+
+
+def settings_from_change(settings_payload: Any) -> Any:
+    """Pick the ``fimls`` section out of a ``didChangeConfiguration`` payload."""
+    if isinstance(settings_payload, Mapping) and isinstance(settings_payload.get("fimls"), Mapping):
+        return settings_payload["fimls"]
+    return settings_payload

@@ -1,0 +1,65 @@
+"""Debounce and supersession: per document, the newest completion request wins."""
+
+from __future__ import annotations
+
+import asyncio
+
+
+class Ticket:
+    """One request's claim on its document (implements the engine's ``Gate``)."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.abandoned: asyncio.Future[None] | None = asyncio.get_running_loop().create_future()
+
+    @property
+    def superseded(self) -> bool:
+        """Whether a newer request for the same document took over."""
+        return self.abandoned is not None and self.abandoned.done()
+
+    def supersede(self) -> None:
+        """Tell this request to give up at once."""
+        if self.abandoned is not None and not self.abandoned.done():
+            self.abandoned.set_result(None)
+
+    async def wait(self) -> bool:
+        """Wait out the debounce; returns ``False`` as soon as the ticket is superseded."""
+        if self.superseded:
+            return False
+        if self.delay <= 0 or self.abandoned is None:
+            return True
+        try:
+            await asyncio.wait_for(asyncio.shield(self.abandoned), self.delay)
+        except TimeoutError:
+            return True
+        return False
+
+
+class Scheduler:
+    """Hands out tickets; a new ticket for a document supersedes the previous one."""
+
+    def __init__(self) -> None:
+        self._current: dict[str, Ticket] = {}
+
+    def claim(self, uri: str, delay: float) -> Ticket:
+        """A ticket for a new request on ``uri``, superseding any older one."""
+        old = self._current.get(uri)
+        if old is not None:
+            old.supersede()
+        ticket = Ticket(delay)
+        self._current[uri] = ticket
+        return ticket
+
+    def release(self, uri: str, ticket: Ticket) -> None:
+        """Forget ``ticket`` once its request is answered."""
+        if self._current.get(uri) is ticket:
+            del self._current[uri]
+
+    def supersede_all(self, uri: str | None = None) -> None:
+        """Give up waiting requests (for ``uri``, or everywhere)."""
+        for key, ticket in list(self._current.items()):
+            if uri is None or key == uri:
+                ticket.supersede()
+
+    def __len__(self) -> int:
+        return len(self._current)

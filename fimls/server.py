@@ -1,0 +1,300 @@
+"""LSP wiring: :func:`create_server` registers every handler; handlers stay short and delegate."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator
+from typing import Any
+
+import httpx
+from lsprotocol import types
+from pygls.capabilities import get_capability
+from pygls.exceptions import JsonRpcInternalError
+from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
+from pygls.protocol.language_server import lsp_method
+
+from fimls import __version__, items, log
+from fimls.backend import AuthError, BackendError, BalanceError, RequestError
+from fimls.config import Settings, parse_settings, settings_from_change
+from fimls.document import UTF16, Document, Snapshot
+from fimls.engine import Engine, Suggestion
+from fimls.notices import Notices
+from fimls.scheduler import Scheduler
+
+logger = logging.getLogger(__name__)
+
+TRIGGER_CHARACTERS = [".", "(", "[", "{", ",", " ", ":", "=", "\n"]
+_LEVELS = {
+    "error": types.MessageType.Error,
+    "warning": types.MessageType.Warning,
+    "info": types.MessageType.Info,
+}
+
+
+class FimlsProtocol(LanguageServerProtocol):
+    """Keeps documents in fimls's own LSP-correct store instead of pygls's workspace."""
+
+    @lsp_method(types.INITIALIZE)
+    def lsp_initialize(self, params: types.InitializeParams) -> Generator[Any, Any, types.InitializeResult]:
+        options = params.initialization_options
+        if isinstance(options, dict):
+            log.add_secrets([options.get("apiKey") if isinstance(options.get("apiKey"), str) else None])
+        return (yield from super().lsp_initialize(params))
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_OPEN)
+    def lsp_text_document__did_open(self, params: types.DidOpenTextDocumentParams) -> Any:
+        yield from self._user(types.TEXT_DOCUMENT_DID_OPEN, params)
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
+    def lsp_text_document__did_change(self, params: types.DidChangeTextDocumentParams) -> Any:
+        yield from self._user(types.TEXT_DOCUMENT_DID_CHANGE, params)
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CLOSE)
+    def lsp_text_document__did_close(self, params: types.DidCloseTextDocumentParams) -> Any:
+        yield from self._user(types.TEXT_DOCUMENT_DID_CLOSE, params)
+
+    def _user(self, method: str, params: Any) -> Generator[Any, Any, None]:
+        handler = self.fm.features.get(method)
+        if handler is not None:
+            yield handler, (params,), None
+
+
+class FimlsServer(LanguageServer):
+    """The language server and the state its handlers share."""
+
+    def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        super().__init__(
+            "fimls",
+            __version__,
+            protocol_cls=FimlsProtocol,
+            text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+        )
+        self.transport = transport
+        self.documents: dict[str, Document] = {}
+        self.scheduler = Scheduler()
+        self.notices = Notices(self._show)
+        self.encoding = UTF16
+        self.snippets = False
+        self.init_options: dict[str, Any] = {}
+        self.engine: Engine | None = None
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        """Log internal errors instead of popping them up in the editor."""
+        logger.error("internal error (%s): %s", getattr(source, "__name__", source), error)
+
+    def _show(self, level: str, message: str) -> None:
+        self.window_show_message(types.ShowMessageParams(type=_LEVELS[level], message=message))
+        self.window_log_message(types.LogMessageParams(type=_LEVELS[level], message=message))
+
+    # -- configuration ---------------------------------------------------------
+
+    def configure(self, raw: Any) -> Settings:
+        """Parse settings, reporting problems in one message; the engine follows."""
+        settings, problems = parse_settings(raw)
+        log.add_secrets([settings.api_key])
+        if problems:
+            self.notices.clear("config")
+            self.notices.notify("config", "fimls settings: " + "; ".join(problems), "warning")
+        if self.engine is None:
+            self.engine = Engine(
+                settings,
+                transport=self.transport,
+                on_error=self.backend_failed,
+                on_success=self.backend_ok,
+            )
+        else:
+            self.engine.configure(settings)
+            self.notices.clear()
+            self.engine.start_model_resolution()
+        return settings
+
+    def backend_failed(self, error: BackendError) -> None:
+        """One clear message per condition, not one per keystroke."""
+        condition = error.kind
+        if isinstance(error, RequestError) and error.model_missing:
+            condition = "model"
+        fatal = isinstance(error, (AuthError, BalanceError)) or condition == "model"
+        self.notices.notify(condition, f"fimls: {error}", "error" if fatal else "warning")
+
+    def backend_ok(self) -> None:
+        """A success ends transient conditions, so their next occurrence is reported."""
+        for condition in ("network", "server", "rate-limit", "protocol"):
+            self.notices.clear(condition)
+
+    # -- completion -------------------------------------------------------------
+
+    def snapshot(self, uri: str, position: types.Position) -> Snapshot | None:
+        """Capture the cursor context synchronously; ``None`` for unknown URIs or positions."""
+        doc = self.documents.get(uri)
+        if doc is None or self.engine is None:
+            return None
+        where = doc.index_at(position.line, position.character, self.encoding)
+        if where is None:
+            return None
+        s = self.engine.settings
+        return doc.snapshot(
+            *where,
+            encoding=self.encoding,
+            max_prefix=s.max_prefix_chars,
+            max_suffix=s.max_suffix_chars,
+            anchor=s.prompt_anchor_lines,
+        )
+
+    async def suggest(self, snap: Snapshot, invoked: bool) -> list[Suggestion]:
+        """Run the engine for the newest request on a document; older ones get nothing."""
+        assert self.engine is not None
+        delay = 0.0 if invoked else self.engine.settings.debounce_ms / 1000
+        ticket = self.scheduler.claim(snap.uri, delay)
+        try:
+            suggestions = await self.engine.complete(snap, ticket)
+        finally:
+            self.scheduler.release(snap.uri, ticket)
+        if not suggestions:
+            return []
+        doc = self.documents.get(snap.uri)
+        if doc is None or doc.version != snap.version or ticket.superseded:
+            self.engine.stats.stale_dropped += 1
+            return []
+        return suggestions
+
+
+def create_server(transport: httpx.AsyncBaseTransport | None = None) -> FimlsServer:
+    """Build the server and register every handler."""
+    server = FimlsServer(transport)
+
+    @server.feature(types.INITIALIZE)
+    def initialize(ls: FimlsServer, params: types.InitializeParams) -> None:
+        encoding = ls.workspace.position_encoding
+        ls.encoding = str(getattr(encoding, "value", encoding) or UTF16)
+        ls.snippets = bool(
+            get_capability(
+                ls.client_capabilities,
+                "text_document.completion.completion_item.snippet_support",
+                False,
+            )
+        )
+        options = params.initialization_options
+        ls.init_options = dict(options) if isinstance(options, dict) else {}
+        ls.configure(options)
+        client = params.client_info.name if params.client_info else "unknown client"
+        logger.info("initialized for %s, position encoding %s", client, ls.encoding)
+
+    @server.feature(types.INITIALIZED)
+    def initialized(ls: FimlsServer, _params: types.InitializedParams) -> None:
+        assert ls.engine is not None
+        if not ls.engine.client.has_key:
+            ls.notices.notify(
+                "auth",
+                "fimls: no DeepSeek API key; set DEEPSEEK_API_KEY or the apiKey option",
+                "warning",
+            )
+            return
+        task = ls.engine.start_model_resolution()
+        task.add_done_callback(
+            lambda t: (
+                None
+                if t.cancelled() or t.exception()
+                else ls.window_log_message(
+                    types.LogMessageParams(type=types.MessageType.Info, message=f"fimls: model {t.result()}")
+                )
+            )
+        )
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    def did_change_configuration(ls: FimlsServer, params: types.DidChangeConfigurationParams) -> None:
+        payload = settings_from_change(params.settings)
+        if isinstance(payload, dict) and payload:
+            ls.configure({**ls.init_options, **payload})
+        elif payload not in (None, {}):
+            ls.configure(payload)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    def did_open(ls: FimlsServer, params: types.DidOpenTextDocumentParams) -> None:
+        item = params.text_document
+        ls.documents[item.uri] = Document(item.uri, item.text, item.version, item.language_id)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    def did_change(ls: FimlsServer, params: types.DidChangeTextDocumentParams) -> None:
+        doc = ls.documents.get(params.text_document.uri)
+        if doc is None:
+            return
+        for change in params.content_changes:
+            if isinstance(change, types.TextDocumentContentChangePartial):
+                start, end = change.range.start, change.range.end
+                doc.apply_change(
+                    change.text, (start.line, start.character), (end.line, end.character), ls.encoding
+                )
+            else:
+                doc.apply_change(change.text)
+        doc.version = params.text_document.version
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    def did_close(ls: FimlsServer, params: types.DidCloseTextDocumentParams) -> None:
+        uri = params.text_document.uri
+        ls.documents.pop(uri, None)
+        ls.scheduler.supersede_all(uri)
+        if ls.engine is not None:
+            ls.engine.typing.forget(uri)
+
+    @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
+    async def inline_completion(
+        ls: FimlsServer, params: types.InlineCompletionParams
+    ) -> types.InlineCompletionList:
+        snap = ls.snapshot(params.text_document.uri, params.position)
+        if snap is None:
+            return types.InlineCompletionList(items=[])
+        invoked = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
+        return items.inline_items(snap, await ls.suggest(snap, invoked))
+
+    @server.feature(
+        types.TEXT_DOCUMENT_COMPLETION,
+        types.CompletionOptions(trigger_characters=TRIGGER_CHARACTERS, resolve_provider=False),
+    )
+    async def completion(ls: FimlsServer, params: types.CompletionParams) -> types.CompletionList:
+        snap = ls.snapshot(params.text_document.uri, params.position)
+        if snap is None:
+            return types.CompletionList(is_incomplete=True, items=[])
+        suggestions = await ls.suggest(snap, invoked=False)
+        return items.completion_list(snap, suggestions, snippets=ls.snippets)
+
+    @server.command("fimls.status")
+    def status(ls: FimlsServer, *_args: Any) -> dict[str, Any]:
+        assert ls.engine is not None
+        return {
+            "version": __version__,
+            "positionEncoding": ls.encoding,
+            "openDocuments": len(ls.documents),
+            **ls.engine.status(),
+            "settings": ls.engine.settings.redacted,
+        }
+
+    @server.command("fimls.balance")
+    async def balance(ls: FimlsServer, *_args: Any) -> dict[str, Any]:
+        assert ls.engine is not None
+        try:
+            result = await ls.engine.client.balance()
+        except BackendError as error:
+            raise JsonRpcInternalError(f"fimls.balance: {error}") from None
+        return {
+            "isAvailable": result.is_available,
+            "balances": [{"currency": c, "totalBalance": t} for c, t in result.balances],
+            "text": result.describe(),
+        }
+
+    @server.command("fimls.models")
+    async def models(ls: FimlsServer, *_args: Any) -> dict[str, Any]:
+        assert ls.engine is not None
+        try:
+            available = await ls.engine.client.models()
+        except BackendError as error:
+            raise JsonRpcInternalError(f"fimls.models: {error}") from None
+        return {"models": available, "selected": await ls.engine.model()}
+
+    @server.feature(types.SHUTDOWN)
+    async def shutdown(ls: FimlsServer, *_args: Any) -> None:
+        ls.scheduler.supersede_all()
+        if ls.engine is not None:
+            await ls.engine.aclose()
+
+    return server
