@@ -175,7 +175,7 @@ class Balance:
 
 def root_url(base_url: str) -> str:
     """Accept ``https://api.deepseek.com`` with or without ``/beta`` or ``/completions``."""
-    url = base_url.strip().rstrip("/")
+    url = base_url.strip().split("#", 1)[0].split("?", 1)[0].rstrip("/")
     for tail in ("/completions", "/beta", "/v1"):
         if url.endswith(tail):
             url = url[: -len(tail)].rstrip("/")

@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         server.start_tcp(args.host, args.port)
     else:
         server.start_io()
-    return 0
+    # LSP: exit code 0 only when the client asked for shutdown before exit.
+    return 0 if server.shut_down else 1
 
 
 _LANGUAGES = {
@@ -159,8 +160,10 @@ async def _doctor(raw: Any) -> int:
         if not engine.client.has_key:
             return 1
         try:
-            available = await engine.client.models()
             model = await engine.model()
+            available = engine.available_models
+            if available is None:
+                available = await engine.client.models()  # raises the real error
             listed = model in available
             report(
                 listed,

@@ -119,16 +119,11 @@ class Document:
         return strip_eol(self.lines[line])
 
     def index_at(self, line: int, character: int, encoding: str) -> tuple[int, int] | None:
-        """(line, code-point column) of a client position, clamped; ``None`` if far out of range.
+        """(line, code-point column) of a client position; ``None`` if the line does not exist.
 
-        A line past the last one is out of range; a line equal to the line count (the
-        position just after a final newline) maps to the end of the document.
+        A column past the end of its line clamps to the line end.
         """
-        if line < 0 or character < 0:
-            return None
-        if line >= len(self.lines):
-            if line == len(self.lines) and self.lines[-1].endswith(("\n", "\r")):
-                return len(self.lines) - 1, len(self.line_text(len(self.lines) - 1))
+        if line < 0 or character < 0 or line >= len(self.lines):
             return None
         return line, column_to_index(self.line_text(line), character, encoding)
 

@@ -47,7 +47,18 @@ def label_for(text: str) -> str:
     return label + MULTILINE_MARKER if len(lines) > 1 else label
 
 
-def completion_list(snap: Snapshot, suggestions: list[Suggestion], *, snippets: bool) -> types.CompletionList:
+def _documentation(snap: Snapshot, word: str, new_text: str, markdown: bool) -> types.MarkupContent:
+    line_start = snap.line_prefix[: len(snap.line_prefix) - len(word)]
+    if markdown:
+        return types.MarkupContent(
+            kind=types.MarkupKind.Markdown, value=f"```{snap.language_id}\n{line_start}{new_text}\n```"
+        )
+    return types.MarkupContent(kind=types.MarkupKind.PlainText, value=line_start + new_text)
+
+
+def completion_list(
+    snap: Snapshot, suggestions: list[Suggestion], *, snippets: bool, markdown: bool = True
+) -> types.CompletionList:
     """Classic items whose edit covers the typed part of the word, so client filters keep them."""
     word = word_before(snap.line_prefix)
     items = []
@@ -63,11 +74,7 @@ def completion_list(snap: Snapshot, suggestions: list[Suggestion], *, snippets: 
                 label=label_for(new_text),
                 kind=types.CompletionItemKind.Text,
                 detail="fimls",
-                documentation=types.MarkupContent(
-                    kind=types.MarkupKind.Markdown,
-                    value=f"```{snap.language_id}\n{snap.line_prefix[: len(snap.line_prefix) - len(word)]}"
-                    f"{new_text}\n```",
-                ),
+                documentation=_documentation(snap, word, new_text, markdown),
                 filter_text=new_text.partition("\n")[0] or word,
                 sort_text=f"0{rank}",
                 preselect=rank == 0,

@@ -76,8 +76,10 @@ class FimlsServer(LanguageServer):
         self.notices = Notices(self._show)
         self.encoding = UTF16
         self.snippets = False
+        self.markdown = True
         self.init_options: dict[str, Any] = {}
         self.engine: Engine | None = None
+        self.shut_down = False
 
     def report_server_error(self, error: Exception, source: Any) -> None:
         """Log internal errors instead of popping them up in the editor."""
@@ -174,6 +176,10 @@ def create_server(transport: httpx.AsyncBaseTransport | None = None) -> FimlsSer
                 False,
             )
         )
+        formats = get_capability(
+            ls.client_capabilities, "text_document.completion.completion_item.documentation_format", None
+        )
+        ls.markdown = formats is None or types.MarkupKind.Markdown in formats
         options = params.initialization_options
         ls.init_options = dict(options) if isinstance(options, dict) else {}
         ls.configure(options)
@@ -256,7 +262,7 @@ def create_server(transport: httpx.AsyncBaseTransport | None = None) -> FimlsSer
         if snap is None:
             return types.CompletionList(is_incomplete=True, items=[])
         suggestions = await ls.suggest(snap, invoked=False)
-        return items.completion_list(snap, suggestions, snippets=ls.snippets)
+        return items.completion_list(snap, suggestions, snippets=ls.snippets, markdown=ls.markdown)
 
     @server.command("fimls.status")
     def status(ls: FimlsServer, *_args: Any) -> dict[str, Any]:
@@ -293,6 +299,7 @@ def create_server(transport: httpx.AsyncBaseTransport | None = None) -> FimlsSer
 
     @server.feature(types.SHUTDOWN)
     async def shutdown(ls: FimlsServer, *_args: Any) -> None:
+        ls.shut_down = True
         ls.scheduler.supersede_all()
         if ls.engine is not None:
             await ls.engine.aclose()

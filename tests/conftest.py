@@ -1,0 +1,158 @@
+"""Shared fixtures: the fake DeepSeek server and real fimls processes over stdio."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lsprotocol import types
+from pytest_lsp import LanguageClient, client_capabilities
+from pytest_lsp.client import make_test_lsp_client
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from fake_deepseek import FakeDeepSeek  # noqa: E402
+
+TEST_KEY = "sk-fimls-test-0123456789abcdef"
+SERVER = [sys.executable, "-m", "fimls"]
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeDeepSeek]:
+    """A fake DeepSeek on 127.0.0.1 that accepts only ``TEST_KEY``."""
+    server = FakeDeepSeek(api_key=TEST_KEY).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def server_env(fake: FakeDeepSeek, **extra: str) -> dict[str, str]:
+    """The environment for a fimls process talking to ``fake``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPSEEK_")}
+    env.update(DEEPSEEK_BASE_URL=fake.url, DEEPSEEK_API_KEY=TEST_KEY, PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return env
+
+
+def capabilities(name: str) -> types.ClientCapabilities:
+    """Capabilities of a real editor, by short name."""
+    specs = {
+        "neovim": "neovim@v0.11.0",
+        "vscode": "visual-studio-code",
+        "emacs": "emacs@v29.1",
+    }
+    caps = client_capabilities(specs[name])
+    if name == "vscode":
+        # vscode-languageclient 10+ declares inline completion and offers only utf-16.
+        caps.text_document.inline_completion = types.InlineCompletionClientCapabilities(
+            dynamic_registration=True
+        )
+        caps.general = types.GeneralClientCapabilities(position_encodings=["utf-16"])
+    return caps
+
+
+Start = Callable[..., Awaitable[LanguageClient]]
+
+
+@pytest.fixture
+async def start_server(fake: FakeDeepSeek) -> AsyncIterator[Start]:
+    """Start fimls processes; each is shut down cleanly after the test."""
+    clients: list[LanguageClient] = []
+
+    async def start(
+        caps: types.ClientCapabilities | str = "neovim",
+        options: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+    ) -> LanguageClient:
+        client = make_test_lsp_client()
+        await client.start_io(*SERVER, *(args or []), env=env or server_env(fake))
+        clients.append(client)
+        client.init_result = await client.initialize_session(  # type: ignore[attr-defined]
+            types.InitializeParams(
+                capabilities=capabilities(caps) if isinstance(caps, str) else caps,
+                initialization_options={"debounceMs": 0, **(options or {})},
+                client_info=types.ClientInfo(name="pytest"),
+            )
+        )
+        return client
+
+    yield start
+    for client in clients:
+        try:
+            await asyncio.wait_for(client.shutdown_session(), 10)
+        finally:
+            await client.stop()
+
+
+def open_doc(
+    client: LanguageClient, text: str, uri: str = "file:///tmp/example.py", language: str = "python"
+) -> str:
+    """Send didOpen and return the URI."""
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(uri=uri, language_id=language, version=1, text=text)
+        )
+    )
+    return uri
+
+
+def change(
+    client: LanguageClient, uri: str, version: int, start: tuple[int, int], end: tuple[int, int], text: str
+) -> None:
+    """Send one incremental didChange."""
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+            content_changes=[
+                types.TextDocumentContentChangePartial(
+                    range=types.Range(
+                        start=types.Position(line=start[0], character=start[1]),
+                        end=types.Position(line=end[0], character=end[1]),
+                    ),
+                    text=text,
+                )
+            ],
+        )
+    )
+
+
+def inline_params(uri: str, line: int, character: int, invoked: bool = True) -> types.InlineCompletionParams:
+    """Inline completion request parameters."""
+    kind = (
+        types.InlineCompletionTriggerKind.Invoked if invoked else types.InlineCompletionTriggerKind.Automatic
+    )
+    return types.InlineCompletionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri),
+        position=types.Position(line=line, character=character),
+        context=types.InlineCompletionContext(trigger_kind=kind),
+    )
+
+
+async def inline(
+    client: LanguageClient, uri: str, line: int, character: int, invoked: bool = True
+) -> list[types.InlineCompletionItem]:
+    """Ask for inline completions and return the items."""
+    result = await client.text_document_inline_completion_async(inline_params(uri, line, character, invoked))
+    if result is None:
+        return []
+    return list(result.items if isinstance(result, types.InlineCompletionList) else result)
+
+
+async def classic(client: LanguageClient, uri: str, line: int, character: int) -> types.CompletionList:
+    """Ask for classic completions."""
+    result = await client.text_document_completion_async(
+        types.CompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=types.Position(line=line, character=character),
+        )
+    )
+    assert isinstance(result, types.CompletionList)
+    return result

@@ -1,0 +1,133 @@
+"""The command line: complete, doctor, version, and the stdio server's stdout hygiene."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import SERVER, TEST_KEY, server_env
+from fake_deepseek import Reply
+
+
+def run(
+    fake, *args: str, env: dict[str, str] | None = None, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*SERVER, *args], env=env or server_env(fake), capture_output=True, text=True, timeout=60, input=stdin
+    )
+
+
+def test_version(fake):
+    result = run(fake, "--version")
+    assert result.returncode == 0 and result.stdout.startswith("fimls ")
+
+
+def test_complete_prints_the_completion(fake, tmp_path: Path):
+    fake.default = Reply(text="a + b")
+    source = tmp_path / "add.py"
+    source.write_text("def add(a, b):\n    return \n", encoding="utf-8")
+    result = run(fake, "-vv", "complete", f"{source}:2:12")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "a + b\n"
+    [request] = fake.fim_requests()
+    assert request.body["prompt"] == "def add(a, b):\n    return "
+    assert TEST_KEY not in result.stderr + result.stdout
+
+
+def test_complete_counts_columns_in_characters(fake, tmp_path: Path):
+    fake.default = Reply(text=" + 1")
+    source = tmp_path / "u.py"
+    source.write_text("s = '😀中'\n", encoding="utf-8")
+    result = run(fake, "complete", f"{source}:1:9")
+    assert result.returncode == 0, result.stderr
+    assert fake.fim_requests()[0].body["prompt"] == "s = '😀中'"
+
+
+@pytest.mark.parametrize("target", ["nofile.py:1:1", "x", "{src}:99:1"])
+def test_complete_bad_targets(fake, tmp_path: Path, target):
+    source = tmp_path / "a.py"
+    source.write_text("x = 1\n", encoding="utf-8")
+    result = run(fake, "complete", target.format(src=source))
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("fimls:")
+
+
+def test_complete_reports_backend_errors(fake, tmp_path: Path):
+    fake.default = Reply(status=402)
+    source = tmp_path / "a.py"
+    source.write_text("x = \n", encoding="utf-8")
+    result = run(fake, "complete", f"{source}:1:5")
+    assert result.returncode == 1
+    assert "insufficient balance" in result.stderr
+
+
+def test_doctor_passes(fake):
+    result = run(fake, "doctor")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("PASS  API key") for line in lines)
+    assert any(line.startswith("PASS  GET /models") and "using deepseek-flash" in line for line in lines)
+    assert any(line.startswith("PASS  GET /user/balance: 12.34 USD (available)") for line in lines)
+    assert any(line.startswith("PASS  FIM /beta/completions") for line in lines)
+    assert [r.path for r in fake.requests] == ["/models", "/user/balance", "/beta/completions"]
+    assert TEST_KEY not in result.stdout + result.stderr
+
+
+def test_doctor_fails_clearly(fake):
+    env = server_env(fake, DEEPSEEK_API_KEY="sk-wrong-key-000000000")
+    result = run(fake, "doctor", env=env)
+    assert result.returncode == 1
+    assert "FAIL  GET /models" in result.stdout and "invalid API key" in result.stdout
+    assert "sk-wrong-key-000000000" not in result.stdout + result.stderr
+
+
+def test_doctor_without_key(fake):
+    env = server_env(fake)
+    del env["DEEPSEEK_API_KEY"]
+    result = run(fake, "doctor", env=env)
+    assert result.returncode == 1 and "FAIL  API key: missing" in result.stdout
+    assert fake.requests == []
+
+
+def test_doctor_unavailable_balance_and_unlisted_model(fake):
+    fake.balance = {"is_available": False, "balance_infos": []}
+    result = run(fake, "--config", json.dumps({"model": "deepseek-gone"}), "doctor")
+    assert result.returncode == 1
+    assert "FAIL  GET /models" in result.stdout and "NOT listed" in result.stdout
+    assert "FAIL  GET /user/balance: none (NOT available)" in result.stdout
+
+
+def test_stdio_server_writes_only_protocol_to_stdout(fake):
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"capabilities": {}}})
+    exit_msg = json.dumps({"jsonrpc": "2.0", "method": "exit"})
+    frames = "".join(f"Content-Length: {len(m)}\r\n\r\n{m}" for m in (body, exit_msg)).encode()
+    result = subprocess.run(
+        [*SERVER, "-vv"], env=server_env(fake), input=frames, capture_output=True, timeout=30
+    )
+    out = result.stdout.decode()
+    assert out.startswith("Content-Length: ")
+    payload = json.loads(out.split("\r\n\r\n", 1)[1])
+    assert payload["result"]["capabilities"]["inlineCompletionProvider"] == {}
+    assert result.returncode == 1  # exit without shutdown
+    assert b"INFO" in result.stderr  # logs went to stderr
+
+
+def test_log_file(fake, tmp_path: Path):
+    log = tmp_path / "fimls.log"
+    fake.default = Reply(text="1")
+    source = tmp_path / "a.py"
+    source.write_text("x = \n", encoding="utf-8")
+    result = run(fake, "-v", "--log-file", str(log), "complete", f"{source}:1:5")
+    assert result.returncode == 0
+    assert "using model deepseek-flash" in log.read_text()
+    assert TEST_KEY not in log.read_text()
+
+
+def test_python_dash_m_and_console_script_agree(fake):
+    script = Path(sys.executable).with_name("fimls")
+    assert script.exists()
+    a = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=30)
+    assert a.stdout == run(fake, "--version").stdout
