@@ -47,13 +47,13 @@ def label_for(text: str) -> str:
     return label + MULTILINE_MARKER if len(lines) > 1 else label
 
 
-def _documentation(snap: Snapshot, word: str, new_text: str, markdown: bool) -> types.MarkupContent:
+def _documentation(snap: Snapshot, word: str, new_text: str, markdown: bool) -> types.MarkupContent | str:
     line_start = snap.line_prefix[: len(snap.line_prefix) - len(word)]
     if markdown:
         return types.MarkupContent(
             kind=types.MarkupKind.Markdown, value=f"```{snap.language_id}\n{line_start}{new_text}\n```"
         )
-    return types.MarkupContent(kind=types.MarkupKind.PlainText, value=line_start + new_text)
+    return line_start + new_text
 
 
 def completion_list(

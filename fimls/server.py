@@ -179,7 +179,7 @@ def create_server(transport: httpx.AsyncBaseTransport | None = None) -> FimlsSer
         formats = get_capability(
             ls.client_capabilities, "text_document.completion.completion_item.documentation_format", None
         )
-        ls.markdown = formats is None or types.MarkupKind.Markdown in formats
+        ls.markdown = formats is not None and types.MarkupKind.Markdown in formats
         options = params.initialization_options
         ls.init_options = dict(options) if isinstance(options, dict) else {}
         ls.configure(options)
