@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Generator
-from typing import Any
+import sys
+import threading
+from typing import Any, BinaryIO
 
 import httpx
 from lsprotocol import types
 from pygls.capabilities import get_capability
-from pygls.exceptions import JsonRpcInternalError
+from pygls.exceptions import FeatureRequestError, JsonRpcInternalError
+from pygls.io_ import StdinAsyncReader, StdoutWriter
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol
-from pygls.protocol.language_server import lsp_method
 
 from fimls import __version__, items, log
 from fimls.backend import AuthError, BackendError, BalanceError, RequestError
@@ -20,6 +21,7 @@ from fimls.config import Settings, parse_settings, settings_from_change
 from fimls.document import UTF16, Document, Snapshot
 from fimls.engine import Engine, Suggestion
 from fimls.notices import Notices
+from fimls.protocol import FimlsProtocol, read_messages
 from fimls.scheduler import Scheduler
 
 logger = logging.getLogger(__name__)
@@ -30,34 +32,6 @@ _LEVELS = {
     "warning": types.MessageType.Warning,
     "info": types.MessageType.Info,
 }
-
-
-class FimlsProtocol(LanguageServerProtocol):
-    """Keeps documents in fimls's own LSP-correct store instead of pygls's workspace."""
-
-    @lsp_method(types.INITIALIZE)
-    def lsp_initialize(self, params: types.InitializeParams) -> Generator[Any, Any, types.InitializeResult]:
-        options = params.initialization_options
-        if isinstance(options, dict):
-            log.add_secrets([options.get("apiKey") if isinstance(options.get("apiKey"), str) else None])
-        return (yield from super().lsp_initialize(params))
-
-    @lsp_method(types.TEXT_DOCUMENT_DID_OPEN)
-    def lsp_text_document__did_open(self, params: types.DidOpenTextDocumentParams) -> Any:
-        yield from self._user(types.TEXT_DOCUMENT_DID_OPEN, params)
-
-    @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
-    def lsp_text_document__did_change(self, params: types.DidChangeTextDocumentParams) -> Any:
-        yield from self._user(types.TEXT_DOCUMENT_DID_CHANGE, params)
-
-    @lsp_method(types.TEXT_DOCUMENT_DID_CLOSE)
-    def lsp_text_document__did_close(self, params: types.DidCloseTextDocumentParams) -> Any:
-        yield from self._user(types.TEXT_DOCUMENT_DID_CLOSE, params)
-
-    def _user(self, method: str, params: Any) -> Generator[Any, Any, None]:
-        handler = self.fm.features.get(method)
-        if handler is not None:
-            yield handler, (params,), None
 
 
 class FimlsServer(LanguageServer):
@@ -81,8 +55,29 @@ class FimlsServer(LanguageServer):
         self.engine: Engine | None = None
         self.shut_down = False
 
+    def _start_io_async(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
+        """pygls's stdio loop with fimls's more forgiving message reader."""
+        assert isinstance(self.protocol, FimlsProtocol)
+        self._stop_event = threading.Event()
+        reader = StdinAsyncReader(stdin or sys.stdin.buffer, self.thread_pool)
+        self.protocol.set_writer(StdoutWriter(stdout or sys.stdout.buffer))
+        try:
+            asyncio.run(read_messages(self._stop_event, reader, self.protocol, self.report_server_error))
+        except BrokenPipeError:
+            logger.error("lost the connection to the client; shutting down")
+        except (KeyboardInterrupt, SystemExit):
+            pass
+        finally:
+            self.shutdown()  # type: ignore[no-untyped-call]
+
     def report_server_error(self, error: Exception, source: Any) -> None:
-        """Log internal errors instead of popping them up in the editor."""
+        """Answer unreadable messages; log other internal errors instead of popping them up."""
+        if isinstance(error, ValueError) and isinstance(self.protocol, FimlsProtocol):
+            self.protocol.reject_unparsable(error)
+            return
+        if source is FeatureRequestError:
+            logger.info("request failed: %s", error)
+            return
         logger.error("internal error (%s): %s", getattr(source, "__name__", source), error)
 
     def _show(self, level: str, message: str) -> None:

@@ -1,0 +1,171 @@
+"""JSON-RPC and LSP lifecycle rules pygls leaves to the server, and the document hooks.
+
+- Requests before ``initialize`` get -32002, a second ``initialize`` and requests after
+  ``shutdown`` get -32600; notifications then are dropped (``exit`` always works).
+- A body that is not JSON gets -32700, JSON that is not a request -32600, and params
+  of the wrong shape -32602, each answered instead of silently dropped.
+- Documents live in fimls's own LSP-correct store, not in pygls's workspace.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from collections.abc import Callable, Generator
+from typing import Any
+
+from lsprotocol import types
+from pygls.exceptions import (
+    JsonRpcException,
+    JsonRpcInvalidRequest,
+    JsonRpcParseError,
+    JsonRpcServerNotInitialized,
+)
+from pygls.protocol import LanguageServerProtocol
+from pygls.protocol.language_server import lsp_method
+
+from fimls import log
+
+logger = logging.getLogger(__name__)
+
+
+class _Rejected:
+    """A message already answered with an error; nothing more to do."""
+
+    jsonrpc = "rejected"
+
+
+class FimlsProtocol(LanguageServerProtocol):
+    """pygls's protocol with strict lifecycle and error answers."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.initialize_seen = False
+
+    # -- errors the spec prescribes -----------------------------------------------
+
+    def send_error(self, msg_id: Any, error: JsonRpcException) -> None:
+        """Answer ``msg_id`` (``None`` when unknown) with ``error``."""
+        response = error.to_response_error()
+        self._send_data(
+            {
+                "jsonrpc": "2.0",
+                "id": msg_id,
+                "error": {"code": response.code, "message": response.message},
+            }
+        )
+
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        """Turn a JSON object into a message; answer shape errors in requests at once."""
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as error:
+            if "id" in data and "method" in data:
+                self.send_error(data["id"], error)
+                return _Rejected()
+            if "method" in data:  # a notification: nobody to answer
+                logger.warning("dropped malformed %r notification", data.get("method"))
+                return _Rejected()
+            raise
+
+    def reject_unparsable(self, error: Exception) -> None:
+        """Answer a message that could not be read at all."""
+        if isinstance(error, json.JSONDecodeError):
+            self.send_error(None, JsonRpcParseError(f"invalid JSON: {error.msg}"))
+        else:
+            self.send_error(None, JsonRpcInvalidRequest("not a JSON-RPC message"))
+
+    def handle_message(self, message: Any) -> None:
+        """Apply the LSP lifecycle before pygls dispatches ``message``."""
+        if isinstance(message, _Rejected):
+            return
+        if not hasattr(message, "jsonrpc"):
+            msg_id = message.get("id") if isinstance(message, dict) else None
+            self.send_error(msg_id, JsonRpcInvalidRequest("not a JSON-RPC 2.0 message"))
+            return
+        method = getattr(message, "method", None)
+        is_request = method is not None and hasattr(message, "id")
+        if method == types.EXIT:
+            super().handle_message(message)
+            return
+        if self._shutdown:
+            if is_request:
+                self.send_error(message.id, JsonRpcInvalidRequest("the server is shut down"))
+            return
+        if method == types.INITIALIZE:
+            if self.initialize_seen:
+                self.send_error(message.id, JsonRpcInvalidRequest("initialize may only be sent once"))
+                return
+            self.initialize_seen = True
+        elif method is not None and not self.initialize_seen:
+            if is_request:
+                self.send_error(message.id, JsonRpcServerNotInitialized("initialize first"))
+            return
+        super().handle_message(message)
+
+    # -- lifecycle and documents ----------------------------------------------------
+
+    @lsp_method(types.INITIALIZE)
+    def lsp_initialize(self, params: types.InitializeParams) -> Generator[Any, Any, types.InitializeResult]:
+        options = params.initialization_options
+        if isinstance(options, dict) and isinstance(options.get("apiKey"), str):
+            log.add_secrets([options["apiKey"]])
+        return (yield from super().lsp_initialize(params))
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_OPEN)
+    def lsp_text_document__did_open(self, params: types.DidOpenTextDocumentParams) -> Any:
+        yield from self._user(types.TEXT_DOCUMENT_DID_OPEN, params)
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
+    def lsp_text_document__did_change(self, params: types.DidChangeTextDocumentParams) -> Any:
+        yield from self._user(types.TEXT_DOCUMENT_DID_CHANGE, params)
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CLOSE)
+    def lsp_text_document__did_close(self, params: types.DidCloseTextDocumentParams) -> Any:
+        yield from self._user(types.TEXT_DOCUMENT_DID_CLOSE, params)
+
+    def _user(self, method: str, params: Any) -> Generator[Any, Any, None]:
+        handler = self.fm.features.get(method)
+        if handler is not None:
+            yield handler, (params,), None
+
+
+_CONTENT_LENGTH = re.compile(rb"Content-Length:\s*(\S*)\s*$", re.IGNORECASE)
+
+
+async def read_messages(
+    stop_event: threading.Event,
+    reader: Any,
+    protocol: FimlsProtocol,
+    on_error: Callable[[Exception, type[JsonRpcException]], Any],
+) -> None:
+    """Read framed messages like pygls does, but answer a bad ``Content-Length`` and
+    resynchronise on the next header instead of losing every later message."""
+    length = 0
+    while not stop_event.is_set():
+        header = await reader.readline()
+        if not header:
+            break
+        match = _CONTENT_LENGTH.search(header)
+        if match:
+            value = match.group(1)
+            if value.isdigit():
+                length = int(value)
+            else:
+                length = 0
+                protocol.send_error(None, JsonRpcParseError("invalid Content-Length header"))
+            continue
+        if header.strip() or not length:
+            continue
+        body = await reader.readexactly(length)
+        length = 0
+        if not body:
+            break
+        try:
+            message = json.loads(body, object_hook=protocol.structure_message)
+            protocol.handle_message(message)
+        except Exception as error:
+            logger.warning("could not handle a message: %s", error)
+            on_error(error, JsonRpcException)
