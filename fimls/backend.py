@@ -90,6 +90,33 @@ class ProtocolError(BackendError):
     kind = "protocol"
 
 
+class InsecureError(BackendError):
+    """The configured URL would send code unencrypted over the network."""
+
+    kind = "insecure"
+
+
+LOOPBACK_HOSTS = frozenset({"localhost", "::1", "[::1]"})
+
+
+def insecure_reason(url: str, allow_insecure_http: bool) -> str | None:
+    """Why fimls refuses to send code to ``url``, or ``None`` when it may."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return f"the base URL {url!r} is not a valid URL"
+    if parsed.scheme == "https":
+        return None
+    if parsed.scheme != "http":
+        return f"unsupported URL scheme {parsed.scheme!r} in the base URL"
+    host = parsed.host
+    if allow_insecure_http or host in LOOPBACK_HOSTS or host.startswith("127."):
+        return None
+    return (
+        f"refusing to send code over plain http:// to {host}; use https:// or set allowInsecureHttp to true"
+    )
+
+
 @attrs.frozen
 class FimRequest:
     """One ``/beta/completions`` body (the cache key too)."""
@@ -255,8 +282,10 @@ class DeepSeekClient:
         max_retries: int = 2,
         sleep: Callable[[float], Any] = asyncio.sleep,
         on_retry: Callable[[], None] | None = None,
+        allow_insecure_http: bool = False,
     ) -> None:
         self.root = root_url(base_url)
+        self.refusal = insecure_reason(self.root, allow_insecure_http)
         self._key = api_key
         self.max_retries = max_retries
         self._on_retry = on_retry or (lambda: None)
@@ -292,6 +321,8 @@ class DeepSeekClient:
 
         ``done(text)`` lets a streamed answer stop early once nothing more is needed.
         """
+        if self.refusal:
+            raise InsecureError(self.refusal)
         deadline = time.monotonic() + timeout
         try:
             async with asyncio.timeout(timeout):
@@ -322,7 +353,10 @@ class DeepSeekClient:
     async def _fim_once(self, request: FimRequest, done: Callable[[str], bool] | None) -> FimResult:
         url = self.root + FIM_PATH
         try:
-            async with self._http.stream("POST", url, json=request.body()) as response:
+            # Lone surrogates (legal in JSON strings, not in UTF-8) become "?".
+            content = json.dumps(request.body(), ensure_ascii=False).encode("utf-8", "replace")
+            headers = {"Content-Type": "application/json"}
+            async with self._http.stream("POST", url, content=content, headers=headers) as response:
                 if response.status_code != 200:
                     body = (await response.aread()).decode("utf-8", "replace")
                     raise error_for(response.status_code, body, response.headers, request.model)
@@ -336,6 +370,8 @@ class DeepSeekClient:
             raise NetworkError(f"cannot reach DeepSeek: {type(exc).__name__}") from None
 
     async def _get(self, path: str) -> Any:
+        if self.refusal:
+            raise InsecureError(self.refusal)
         try:
             response = await self._http.get(self.root + path)
         except httpx.TimeoutException:

@@ -14,7 +14,7 @@ from fimls import __version__, log
 from fimls.backend import BackendError, FimRequest, public_url
 from fimls.config import parse_settings
 from fimls.document import UTF32, Document
-from fimls.engine import Engine
+from fimls.engine import MISSING_KEY, Engine
 
 logger = logging.getLogger(__name__)
 
@@ -152,10 +152,13 @@ async def _doctor(raw: Any) -> int:
 
     try:
         print(f"fimls {__version__}, backend {public_url(settings.base_url)}")
+        report(not engine.client.refusal, "base URL", engine.client.refusal or "ok")
+        if engine.client.refusal:
+            return 1
         report(
             engine.client.has_key,
             "API key",
-            "set" if engine.client.has_key else "missing (set DEEPSEEK_API_KEY or apiKey)",
+            "set" if engine.client.has_key else f"missing ({engine.key_problem or MISSING_KEY})",
         )
         if not engine.client.has_key:
             return 1

@@ -106,6 +106,15 @@ class Settings:
     max_retries: int = attrs.field(default=2, validator=_range(0, 5))
     """Retries after 429, 500 and 503 (with jittered backoff, honouring ``Retry-After``)."""
 
+    api_key_command: str | None = None
+    """A command that prints the API key (e.g. a password manager), used when ``apiKey`` is unset."""
+
+    languages: list[str] | None = None
+    """Language ids to complete in; ``null`` means all."""
+
+    allow_insecure_http: bool = False
+    """Allow sending code over plain ``http://`` to a host other than this machine."""
+
     @property
     def redacted(self) -> dict[str, Any]:
         """The settings as camelCase JSON with the key masked, for status output."""
@@ -165,7 +174,7 @@ def parse_settings(raw: Any, env: Mapping[str, str] | None = None) -> tuple[Sett
         except (TypeError, ValueError, cattrs.BaseValidationError) as exc:
             shown = "" if key == "apiKey" else f" {value!r}"
             problems.append(f"invalid value{shown} for {key} ({_reason(exc)}); using the default")
-    if not settings.api_key and env.get("DEEPSEEK_API_KEY"):
+    if not settings.api_key and not settings.api_key_command and env.get("DEEPSEEK_API_KEY"):
         settings = attrs.evolve(settings, api_key=env["DEEPSEEK_API_KEY"].strip())
     if "baseUrl" not in raw and env.get("DEEPSEEK_BASE_URL"):
         settings = attrs.evolve(settings, base_url=env["DEEPSEEK_BASE_URL"].strip())
@@ -185,6 +194,10 @@ def _structure(field: attrs.Attribute[Any], value: Any) -> Any:
         return float(value)
     if kind in (str, str | None) and not isinstance(value, str) and value is not None:
         raise TypeError("expected a string")
+    if kind == list[str] | None and (
+        not isinstance(value, list) or not all(isinstance(item, str) for item in value)
+    ):
+        raise TypeError("expected a list of strings")
     if isinstance(kind, type) and issubclass(kind, enum.Enum):
         try:
             return kind(value)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shlex
+import subprocess
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -14,13 +16,14 @@ from typing import Protocol
 import attrs
 import httpx
 
-from fimls import prompt
+from fimls import log, prompt
 from fimls.backend import (
     AuthError,
     BackendError,
     BalanceError,
     DeepSeekClient,
     FimRequest,
+    InsecureError,
     RequestError,
     public_url,
 )
@@ -36,7 +39,27 @@ PREFERRED_MODELS = ("deepseek-flash", "deepseek-v4-flash", "deepseek-chat", "dee
 FALLBACK_MODEL = "deepseek-chat"
 PAUSE_SECONDS = 300.0
 """After 401, 402 or an unknown model, requests stop for this long or until settings change."""
+MISSING_KEY = "no DeepSeek API key: set DEEPSEEK_API_KEY, apiKey or apiKeyCommand"
 EMPTY_FINISH = frozenset({"content_filter", "insufficient_system_resource"})
+
+
+class KeyCommandError(Exception):
+    """``apiKeyCommand`` did not produce a key."""
+
+
+def run_key_command(command: str, timeout: float = 15.0) -> str:
+    """Run ``command`` (no shell) and return the first line it prints."""
+    try:
+        argv = shlex.split(command)
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        raise KeyCommandError(f"apiKeyCommand could not run: {type(exc).__name__}") from None
+    if result.returncode != 0:
+        raise KeyCommandError(f"apiKeyCommand failed with exit code {result.returncode}")
+    key = result.stdout.strip().partition("\n")[0].strip()
+    if not key:
+        raise KeyCommandError("apiKeyCommand printed nothing")
+    return key
 
 
 class Gate(Protocol):
@@ -91,6 +114,7 @@ class Engine:
         self.available_models: list[str] | None = None
         self._paused_until = 0.0
         self.pause_reason: str | None = None
+        self.key_problem: str | None = None
         self.settings = settings
         self.client = self._new_client(settings)
         self.cache: CompletionCache[str] = CompletionCache(settings.cache_size, settings.cache_ttl_seconds)
@@ -98,11 +122,25 @@ class Engine:
     def _new_client(self, settings: Settings) -> DeepSeekClient:
         return DeepSeekClient(
             settings.base_url,
-            settings.api_key,
+            self._api_key(settings),
             transport=self._transport,
             max_retries=settings.max_retries,
             on_retry=self._count_retry,
+            allow_insecure_http=settings.allow_insecure_http,
         )
+
+    def _api_key(self, settings: Settings) -> str | None:
+        self.key_problem = None
+        if settings.api_key or not settings.api_key_command:
+            return settings.api_key
+        try:
+            key = run_key_command(settings.api_key_command)
+        except KeyCommandError as error:
+            self.key_problem = str(error)
+            logger.warning("%s", error)
+            return None
+        log.add_secrets([key])
+        return key
 
     def _count_retry(self) -> None:
         self.stats.retries += 1
@@ -111,11 +149,8 @@ class Engine:
         """Apply new settings; a new key, URL or model lifts any pause."""
         old = self.settings
         self.settings = settings
-        if (old.base_url, old.api_key, old.max_retries) != (
-            settings.base_url,
-            settings.api_key,
-            settings.max_retries,
-        ):
+        client_fields = ("base_url", "api_key", "api_key_command", "max_retries", "allow_insecure_http")
+        if any(getattr(old, name) != getattr(settings, name) for name in client_fields):
             self._retired.append(self.client)
             self.client = self._new_client(settings)
         if (old.base_url, old.api_key, old.model) != (settings.base_url, settings.api_key, settings.model):
@@ -202,8 +237,11 @@ class Engine:
             return [Suggestion(rest, plan.replace, "typing-through")]
         if self.paused:
             return []
+        if self.client.refusal:
+            self._on_error(InsecureError(self.client.refusal))
+            return []
         if not self.client.has_key:
-            self._on_error(AuthError("no DeepSeek API key: set DEEPSEEK_API_KEY or fimls.apiKey"))
+            self._on_error(AuthError(self.key_problem or MISSING_KEY))
             return []
         model = await self.model()
         base = self.request_for(snap, plan, model)
@@ -277,7 +315,7 @@ class Engine:
     def _failed(self, error: BackendError) -> None:
         self.stats.record_error(str(error))
         logger.warning("%s", error)
-        fatal = isinstance(error, (AuthError, BalanceError)) or (
+        fatal = isinstance(error, (AuthError, BalanceError, InsecureError)) or (
             isinstance(error, RequestError) and error.model_missing
         )
         if fatal:

@@ -19,8 +19,9 @@ from fimls import __version__, items, log
 from fimls.backend import AuthError, BackendError, BalanceError, RequestError
 from fimls.config import Settings, parse_settings, settings_from_change
 from fimls.document import UTF16, Document, Snapshot
-from fimls.engine import Engine, Suggestion
+from fimls.engine import MISSING_KEY, Engine, Suggestion
 from fimls.notices import Notices
+from fimls.privacy import Privacy
 from fimls.protocol import FimlsProtocol, read_messages
 from fimls.scheduler import Scheduler
 
@@ -54,6 +55,9 @@ class FimlsServer(LanguageServer):
         self.init_options: dict[str, Any] = {}
         self.engine: Engine | None = None
         self.shut_down = False
+        self.roots: list[str] = []
+        self.privacy = Privacy()
+        self.blocked: dict[str, str | None] = {}
 
     def _start_io_async(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
         """pygls's stdio loop with fimls's more forgiving message reader."""
@@ -93,6 +97,8 @@ class FimlsServer(LanguageServer):
         if problems:
             self.notices.clear("config")
             self.notices.notify("config", "fimls settings: " + "; ".join(problems), "warning")
+        self.privacy = Privacy(self.roots, settings.languages)
+        self.blocked.clear()
         if self.engine is None:
             self.engine = Engine(
                 settings,
@@ -124,7 +130,7 @@ class FimlsServer(LanguageServer):
     def snapshot(self, uri: str, position: types.Position) -> Snapshot | None:
         """Capture the cursor context synchronously; ``None`` for unknown URIs or positions."""
         doc = self.documents.get(uri)
-        if doc is None or self.engine is None:
+        if doc is None or self.engine is None or self.is_blocked(doc):
             return None
         where = doc.index_at(position.line, position.character, self.encoding)
         if where is None:
@@ -137,6 +143,15 @@ class FimlsServer(LanguageServer):
             max_suffix=s.max_suffix_chars,
             anchor=s.prompt_anchor_lines,
         )
+
+    def is_blocked(self, doc: Document) -> bool:
+        """Whether privacy rules forbid sending ``doc`` (decided once per document)."""
+        if doc.uri not in self.blocked:
+            reason = self.privacy.reason_to_block(doc.uri, doc.language_id)
+            self.blocked[doc.uri] = reason
+            if reason:
+                logger.info("not completing %s: %s", doc.uri, reason)
+        return self.blocked[doc.uri] is not None
 
     async def suggest(self, snap: Snapshot, invoked: bool) -> list[Suggestion]:
         """Run the engine for the newest request on a document; older ones get nothing."""
@@ -176,6 +191,9 @@ def create_server(transport: httpx.AsyncBaseTransport | None = None) -> FimlsSer
         )
         ls.markdown = formats is not None and types.MarkupKind.Markdown in formats
         options = params.initialization_options
+        ls.roots = [folder.uri for folder in params.workspace_folders or []]
+        if params.root_uri and params.root_uri not in ls.roots:
+            ls.roots.append(params.root_uri)
         ls.init_options = dict(options) if isinstance(options, dict) else {}
         ls.configure(options)
         client = params.client_info.name if params.client_info else "unknown client"
@@ -184,12 +202,11 @@ def create_server(transport: httpx.AsyncBaseTransport | None = None) -> FimlsSer
     @server.feature(types.INITIALIZED)
     def initialized(ls: FimlsServer, _params: types.InitializedParams) -> None:
         assert ls.engine is not None
+        if ls.engine.client.refusal:
+            ls.notices.notify("insecure", f"fimls: {ls.engine.client.refusal}", "error")
+            return
         if not ls.engine.client.has_key:
-            ls.notices.notify(
-                "auth",
-                "fimls: no DeepSeek API key; set DEEPSEEK_API_KEY or the apiKey option",
-                "warning",
-            )
+            ls.notices.notify("auth", f"fimls: {ls.engine.key_problem or MISSING_KEY}", "warning")
             return
         task = ls.engine.start_model_resolution()
         task.add_done_callback(
@@ -234,6 +251,7 @@ def create_server(transport: httpx.AsyncBaseTransport | None = None) -> FimlsSer
     def did_close(ls: FimlsServer, params: types.DidCloseTextDocumentParams) -> None:
         uri = params.text_document.uri
         ls.documents.pop(uri, None)
+        ls.blocked.pop(uri, None)
         ls.scheduler.supersede_all(uri)
         if ls.engine is not None:
             ls.engine.typing.forget(uri)
