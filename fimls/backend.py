@@ -306,6 +306,12 @@ class DeepSeekClient:
         """Whether an API key is configured."""
         return bool(self._key)
 
+    def open_connections(self) -> int:
+        """Connections held by the pool (0 when it cannot tell, e.g. a mock transport)."""
+        pool = getattr(getattr(self._http, "_transport", None), "_pool", None)
+        connections = getattr(pool, "connections", None)
+        return len(connections) if isinstance(connections, list) else 0
+
     async def aclose(self) -> None:
         """Close all connections."""
         await self._http.aclose()
@@ -448,8 +454,10 @@ async def _read_stream(lines: AsyncIterator[str], done: Callable[[str], bool] | 
             continue
         payload = line[5:].strip()
         if payload == "[DONE]":
-            finished = True
-            break
+            finished = True  # read on to the end of the body so the connection is reused
+            continue
+        if finished:
+            continue
         try:
             data = json.loads(payload)
         except ValueError:

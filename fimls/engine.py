@@ -340,5 +340,7 @@ class Engine:
             "apiKey": "set" if self.client.has_key else "missing",
             "paused": self.pause_reason if self.paused else None,
             "cacheEntries": len(self.cache),
+            "inFlight": len(self.flights),
+            "openConnections": self.client.open_connections(),
             **self.stats.as_dict(),
         }

@@ -284,6 +284,8 @@ def create_server(transport: httpx.AsyncBaseTransport | None = None) -> FimlsSer
             "version": __version__,
             "positionEncoding": ls.encoding,
             "openDocuments": len(ls.documents),
+            "pendingRequests": len(ls.scheduler),
+            "asyncioTasks": len(asyncio.all_tasks()),
             **ls.engine.status(),
             "settings": ls.engine.settings.redacted,
         }

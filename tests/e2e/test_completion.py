@@ -384,3 +384,16 @@ async def test_prompt_cache_usage_is_recorded(start_server, fake):
     assert status["cost_usd"] > 0
     first, second = fake.fim_requests()
     assert second.body["prompt"].startswith(first.body["prompt"][:-1])
+
+
+async def test_streamed_requests_reuse_one_connection(start_server, fake):
+    fake.default = Reply(text="1")
+    client = await start_server("vscode")
+    uri = open_doc(client, "x = \n")
+    for version in range(2, 6):
+        change(client, uri, version, (0, 4), (0, 4), "a")
+        assert await inline(client, uri, 0, 4 + version - 1)
+    status = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="fimls.status"))
+    assert status["requests_sent"] == 4
+    assert status["openConnections"] == 1
+    assert status["inFlight"] == 0 and status["pendingRequests"] == 0
