@@ -82,7 +82,7 @@ class TypingThrough:
         if shown is None or suffix != shown.suffix or not prefix.startswith(shown.prefix):
             return None
         typed = prefix[len(shown.prefix) :]
-        if not typed or not shown.text.startswith(typed) or len(typed) >= len(shown.text):
+        if not shown.text.startswith(typed) or len(typed) >= len(shown.text):
             return None
         rest = shown.text[len(typed) :]
         if not rest.strip():

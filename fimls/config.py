@@ -176,7 +176,7 @@ def parse_settings(raw: Any, env: Mapping[str, str] | None = None) -> tuple[Sett
             problems.append(f"invalid value{shown} for {key} ({_reason(exc)}); using the default")
     if not settings.api_key and not settings.api_key_command and env.get("DEEPSEEK_API_KEY"):
         settings = attrs.evolve(settings, api_key=env["DEEPSEEK_API_KEY"].strip())
-    if "baseUrl" not in raw and env.get("DEEPSEEK_BASE_URL"):
+    if raw.get("baseUrl") is None and env.get("DEEPSEEK_BASE_URL"):
         settings = attrs.evolve(settings, base_url=env["DEEPSEEK_BASE_URL"].strip())
     return settings, problems
 
@@ -194,8 +194,10 @@ def _structure(field: attrs.Attribute[Any], value: Any) -> Any:
         return float(value)
     if kind in (str, str | None) and not isinstance(value, str) and value is not None:
         raise TypeError("expected a string")
-    if kind == list[str] | None and (
-        not isinstance(value, list) or not all(isinstance(item, str) for item in value)
+    if (
+        kind == list[str] | None
+        and value is not None
+        and (not isinstance(value, list) or not all(isinstance(item, str) for item in value))
     ):
         raise TypeError("expected a list of strings")
     if isinstance(kind, type) and issubclass(kind, enum.Enum):

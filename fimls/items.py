@@ -6,7 +6,7 @@ from lsprotocol import types
 
 from fimls.document import Snapshot
 from fimls.engine import Suggestion
-from fimls.prompt import word_before
+from fimls.prompt import indentation, word_before
 
 LABEL_WIDTH = 60
 MULTILINE_MARKER = " …"
@@ -56,8 +56,32 @@ def _documentation(snap: Snapshot, word: str, new_text: str, markdown: bool) -> 
     return line_start + new_text
 
 
+def reindent_for_snippet(text: str, line_prefix: str) -> str:
+    """Undo the indentation a snippet engine adds to lines after the first.
+
+    Clients that cannot insert "as is" (Neovim 0.11, VS Code snippets) prefix every
+    further line of a snippet with the cursor line's indentation.
+    """
+    indent = indentation(line_prefix)
+    if not indent or "\n" not in text:
+        return text
+    first, *rest = text.split("\n")
+    return "\n".join([first, *(line[len(indent) :] if line.startswith(indent) else line for line in rest)])
+
+
+def _edit_text(new_text: str, snap: Snapshot, snippets: bool, as_is: bool) -> str:
+    if not snippets:
+        return new_text
+    return escape_snippet(new_text if as_is else reindent_for_snippet(new_text, snap.line_prefix))
+
+
 def completion_list(
-    snap: Snapshot, suggestions: list[Suggestion], *, snippets: bool, markdown: bool = True
+    snap: Snapshot,
+    suggestions: list[Suggestion],
+    *,
+    snippets: bool,
+    markdown: bool = True,
+    as_is: bool = False,
 ) -> types.CompletionList:
     """Classic items whose edit covers the typed part of the word, so client filters keep them."""
     word = word_before(snap.line_prefix)
@@ -79,8 +103,7 @@ def completion_list(
                 sort_text=f"0{rank}",
                 preselect=rank == 0,
                 text_edit=types.TextEdit(
-                    range=edit_range,
-                    new_text=escape_snippet(new_text) if snippets else new_text,
+                    range=edit_range, new_text=_edit_text(new_text, snap, snippets, as_is)
                 ),
                 insert_text_format=(
                     types.InsertTextFormat.Snippet if snippets else types.InsertTextFormat.PlainText

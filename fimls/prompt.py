@@ -130,12 +130,40 @@ def _strip_suffix_overlap(text: str, ctx: Context) -> str:
             best = size
     if best == 0:
         return text
-    overlap = head[:best]
-    # A lone shared character is only trusted when it is a closer; otherwise "x = 1"
-    # followed by "1" would lose its digit.
-    if len(overlap.strip()) <= 1 and not all(ch in CLOSERS for ch in overlap.strip()):
-        return text
+    overlap = head[:best].strip()
+    if all(ch in CLOSERS for ch in overlap):
+        # Closers are only a repeat when they close something opened before the cursor:
+        # in "print(fo|)", the ")" of "o(1)" closes the model's own "(".
+        if not _closes_outside(trimmed, overlap):
+            return text
+    elif len(overlap) <= 1:
+        return text  # one shared letter or digit is a coincidence, not a repeat
     return trimmed[: len(trimmed) - best]
+
+
+_OPENERS = {")": "(", "]": "[", "}": "{"}
+
+
+def _closes_outside(text: str, closers: str) -> bool:
+    """Whether every bracket and quote in ``closers`` is left unmatched by ``text`` itself."""
+    stack: list[str] = []
+    unmatched = dict.fromkeys(_OPENERS, 0)
+    for ch in text:
+        if ch in "([{":
+            stack.append(ch)
+        elif ch in _OPENERS:
+            if stack and stack[-1] == _OPENERS[ch]:
+                stack.pop()
+            else:
+                unmatched[ch] += 1
+    for ch in closers:
+        if ch in unmatched:
+            if unmatched[ch] == 0:
+                return False
+            unmatched[ch] -= 1
+        elif ch in "'\"`" and text.count(ch) % 2 == 0:
+            return False
+    return True
 
 
 def _meaningful(line: str) -> bool:
@@ -156,6 +184,7 @@ def _drop_repeated_lines(text: str, ctx: Context) -> str:
     return text
 
 
+_CONTINUATIONS = ("else", "elif ", "except", "finally", "} else", "}else", "} catch", "catch")
 _OPENS_BLOCK = re.compile(r"[:{(\[]\s*$|\b(then|do)\s*$")
 
 
@@ -169,21 +198,20 @@ def _limit_scope(text: str, line_prefix: str) -> str:
     opened = bool(_OPENS_BLOCK.search(first_line))
     kept = [lines[0]]
     for line in lines[1:]:
-        if not line.strip():
-            kept.append(line)
-            continue
+        stripped = line.strip()
         width = len(indentation(line))
-        if width < base:
+        if stripped and width < base:
             break
-        if width == base and opened:
-            stripped = line.strip()
+        if stripped and width == base and opened:
+            # The block opened on the cursor line ends here: keep its closing line and
+            # "else:"-like continuations, stop at anything else.
+            if stripped.startswith(_CONTINUATIONS):
+                kept.append(line)
+                continue
             if stripped[0] in ")]}" or stripped.startswith("end"):
                 kept.append(line)
             break
         kept.append(line)
-        if width > base:
-            continue
-        opened = bool(_OPENS_BLOCK.search(line))
     return "\n".join(kept)
 
 

@@ -36,28 +36,32 @@ class Ticket:
 
 
 class Scheduler:
-    """Hands out tickets; a new ticket for a document supersedes the previous one."""
+    """Hands out tickets; a new ticket for a document supersedes the previous one of its kind.
+
+    Inline and classic requests are separate lines, so an editor that sends both for
+    one keystroke gets both answered (and they share one backend call).
+    """
 
     def __init__(self) -> None:
-        self._current: dict[str, Ticket] = {}
+        self._current: dict[tuple[str, str], Ticket] = {}
 
-    def claim(self, uri: str, delay: float) -> Ticket:
-        """A ticket for a new request on ``uri``, superseding any older one."""
-        old = self._current.get(uri)
+    def claim(self, uri: str, delay: float, kind: str = "inline") -> Ticket:
+        """A ticket for a new request on ``uri``, superseding any older one of ``kind``."""
+        old = self._current.get((uri, kind))
         if old is not None:
             old.supersede()
         ticket = Ticket(delay)
-        self._current[uri] = ticket
+        self._current[uri, kind] = ticket
         return ticket
 
-    def release(self, uri: str, ticket: Ticket) -> None:
+    def release(self, uri: str, ticket: Ticket, kind: str = "inline") -> None:
         """Forget ``ticket`` once its request is answered."""
-        if self._current.get(uri) is ticket:
-            del self._current[uri]
+        if self._current.get((uri, kind)) is ticket:
+            del self._current[uri, kind]
 
     def supersede_all(self, uri: str | None = None) -> None:
         """Give up waiting requests (for ``uri``, or everywhere)."""
-        for key, ticket in list(self._current.items()):
+        for (key, _kind), ticket in list(self._current.items()):
             if uri is None or key == uri:
                 ticket.supersede()
 

@@ -52,6 +52,7 @@ class FimlsServer(LanguageServer):
         self.encoding = UTF16
         self.snippets = False
         self.markdown = True
+        self.as_is = False
         self.init_options: dict[str, Any] = {}
         self.engine: Engine | None = None
         self.shut_down = False
@@ -153,15 +154,15 @@ class FimlsServer(LanguageServer):
                 logger.info("not completing %s: %s", doc.uri, reason)
         return self.blocked[doc.uri] is not None
 
-    async def suggest(self, snap: Snapshot, invoked: bool) -> list[Suggestion]:
+    async def suggest(self, snap: Snapshot, invoked: bool, kind: str = "inline") -> list[Suggestion]:
         """Run the engine for the newest request on a document; older ones get nothing."""
         assert self.engine is not None
         delay = 0.0 if invoked else self.engine.settings.debounce_ms / 1000
-        ticket = self.scheduler.claim(snap.uri, delay)
+        ticket = self.scheduler.claim(snap.uri, delay, kind)
         try:
             suggestions = await self.engine.complete(snap, ticket)
         finally:
-            self.scheduler.release(snap.uri, ticket)
+            self.scheduler.release(snap.uri, ticket, kind)
         if not suggestions:
             return []
         doc = self.documents.get(snap.uri)
@@ -190,6 +191,10 @@ def create_server(transport: httpx.AsyncBaseTransport | None = None) -> FimlsSer
             ls.client_capabilities, "text_document.completion.completion_item.documentation_format", None
         )
         ls.markdown = formats is not None and types.MarkupKind.Markdown in formats
+        modes = get_capability(
+            ls.client_capabilities, "text_document.completion.completion_item.insert_text_mode_support", None
+        )
+        ls.as_is = modes is not None and types.InsertTextMode.AsIs in modes.value_set
         options = params.initialization_options
         ls.roots = [folder.uri for folder in params.workspace_folders or []]
         if params.root_uri and params.root_uri not in ls.roots:
@@ -274,8 +279,10 @@ def create_server(transport: httpx.AsyncBaseTransport | None = None) -> FimlsSer
         snap = ls.snapshot(params.text_document.uri, params.position)
         if snap is None:
             return types.CompletionList(is_incomplete=True, items=[])
-        suggestions = await ls.suggest(snap, invoked=False)
-        return items.completion_list(snap, suggestions, snippets=ls.snippets, markdown=ls.markdown)
+        suggestions = await ls.suggest(snap, invoked=False, kind="classic")
+        return items.completion_list(
+            snap, suggestions, snippets=ls.snippets, markdown=ls.markdown, as_is=ls.as_is
+        )
 
     @server.command("fimls.status")
     def status(ls: FimlsServer, *_args: Any) -> dict[str, Any]:

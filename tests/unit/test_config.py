@@ -82,3 +82,10 @@ def test_settings_from_change_picks_section():
     assert settings_from_change({"fimls": {"model": "m"}}) == {"model": "m"}
     assert settings_from_change({"model": "m"}) == {"model": "m"}
     assert settings_from_change(None) is None
+
+
+def test_null_means_unset():
+    env = {"DEEPSEEK_BASE_URL": "http://127.0.0.1:9"}
+    settings, problems = parse_settings({"baseUrl": None, "languages": None, "model": None}, env=env)
+    assert problems == []
+    assert settings.base_url == "http://127.0.0.1:9" and settings.languages is None

@@ -55,6 +55,9 @@ def ctx(line_prefix, line_suffix="", after="", mode=Mode.MULTI):
         # a tail repeating the closers after the cursor is removed
         ('"hello")', ctx("print(", ")", mode=Mode.SINGLE), '"hello"'),
         ('"hi", end="")', ctx("print(", ', end="")', mode=Mode.SINGLE), '"hi"'),
+        # a closer that closes the model's own bracket is not a repeat
+        ("o(1)", ctx("print(fo", ")", mode=Mode.SINGLE), "o(1)"),
+        ('hello")', ctx('print("', '")', mode=Mode.SINGLE), "hello"),
         # a lone non-closer character shared with the suffix is kept
         ("x = 1", ctx("", "1", mode=Mode.SINGLE), "x = 1"),
         # empty and whitespace-only answers are dropped
@@ -75,6 +78,14 @@ def ctx(line_prefix, line_suffix="", after="", mode=Mode.MULTI):
         # a block opened on the cursor line keeps its body and its closing line
         ("\n    a()\n    b()\n}\nnext()", ctx("function f() {"), "\n    a()\n    b()\n}"),
         ("\n    return 1\nx = 2", ctx("def f():"), "\n    return 1"),
+        # a nested block does not end the scope: the line after it at the same level stays
+        (
+            "s = 0\n    for x in xs:\n        s += x\n    return s",
+            ctx("    "),
+            "s = 0\n    for x in xs:\n        s += x\n    return s",
+        ),
+        # else-like continuations of the block opened on the cursor line are kept
+        ("\n    a()\nelse:\n    b()\nc()", ctx("if x:"), "\n    a()\nelse:\n    b()"),
         # statements at the same level continue when no block was opened
         ("a = 1\nb = 2", ctx(""), "a = 1\nb = 2"),
         # CRLF from the model becomes LF
