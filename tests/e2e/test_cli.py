@@ -131,3 +131,40 @@ def test_python_dash_m_and_console_script_agree(fake):
     assert script.exists()
     a = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=30)
     assert a.stdout == run(fake, "--version").stdout
+
+
+def test_tcp_mode(fake):
+    import socket
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [*SERVER, "--tcp", "--host", "127.0.0.1", "--port", str(port)],
+        env=server_env(fake),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                conn = socket.create_connection(("127.0.0.1", port), timeout=5)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "server did not listen"
+                time.sleep(0.1)
+        with conn:
+            body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"capabilities": {}}})
+            conn.sendall(f"Content-Length: {len(body)}\r\n\r\n{body}".encode())
+            data = b""
+            while b'"result"' not in data or not data.rstrip().endswith(b"}"):
+                chunk = conn.recv(65536)
+                assert chunk, "connection closed"
+                data += chunk
+        assert b'"inlineCompletionProvider"' in data
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert proc.stdout is not None and proc.stdout.read() == b""  # nothing on stdout in TCP mode either
