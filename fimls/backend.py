@@ -330,20 +330,28 @@ class DeepSeekClient:
         if self.refusal:
             raise InsecureError(self.refusal)
         deadline = time.monotonic() + timeout
+        failures: list[BackendError] = []
         try:
             async with asyncio.timeout(timeout):
-                return await self._with_retries(request, done, deadline)
+                return await self._with_retries(request, done, deadline, failures)
         except TimeoutError:
+            if failures:
+                raise failures[-1] from None  # the condition that used up the time
             raise NetworkError(f"DeepSeek did not answer within {timeout:g} s") from None
 
     async def _with_retries(
-        self, request: FimRequest, done: Callable[[str], bool] | None, deadline: float
+        self,
+        request: FimRequest,
+        done: Callable[[str], bool] | None,
+        deadline: float,
+        failures: list[BackendError],
     ) -> FimResult:
         attempt = 0
         while True:
             try:
                 return await self._fim_once(request, done)
             except (RateLimitError, ServerError, NetworkError) as error:
+                failures.append(error)
                 if attempt >= self.max_retries:
                     raise
                 delay = error.retry_after
@@ -372,6 +380,8 @@ class DeepSeekClient:
                 return _parse_json_completion(raw)
         except httpx.TimeoutException as exc:
             raise NetworkError(f"DeepSeek timed out ({type(exc).__name__})") from None
+        except (httpx.RemoteProtocolError, httpx.ReadError):
+            raise NetworkError("the connection to DeepSeek broke off in the middle of an answer") from None
         except httpx.TransportError as exc:
             raise NetworkError(f"cannot reach DeepSeek: {type(exc).__name__}") from None
 

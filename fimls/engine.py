@@ -109,7 +109,7 @@ class Engine:
         self.stats = Stats()
         self.typing = TypingThrough()
         self.flights: Flights[str | None] = Flights()
-        self._retired: list[DeepSeekClient] = []
+        self._closing: set[asyncio.Task[None]] = set()
         self._model_task: asyncio.Task[str] | None = None
         self.available_models: list[str] | None = None
         self._paused_until = 0.0
@@ -151,7 +151,7 @@ class Engine:
         self.settings = settings
         client_fields = ("base_url", "api_key", "api_key_command", "max_retries", "allow_insecure_http")
         if any(getattr(old, name) != getattr(settings, name) for name in client_fields):
-            self._retired.append(self.client)
+            self._retire(self.client, old.timeout_ms / 1000)
             self.client = self._new_client(settings)
         if (old.base_url, old.api_key, old.model) != (settings.base_url, settings.api_key, settings.model):
             self._model_task = None
@@ -164,9 +164,25 @@ class Engine:
         """Close HTTP connections and background work."""
         if self._model_task is not None and not self._model_task.done():
             self._model_task.cancel()
-        for client in [*self._retired, self.client]:
-            await client.aclose()
-        self._retired.clear()
+        for task in list(self._closing):
+            task.cancel()
+        await self.client.aclose()
+
+    def _retire(self, client: DeepSeekClient, grace: float) -> None:
+        """Close a replaced client now, or once requests it still serves have hit their deadline."""
+
+        idle = len(self.flights) == 0
+
+        async def close_later() -> None:
+            try:
+                if not idle:
+                    await asyncio.sleep(grace + 1)
+            finally:
+                await client.aclose()
+
+        task = asyncio.ensure_future(close_later())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     # -- model ---------------------------------------------------------------
 
@@ -179,6 +195,17 @@ class Engine:
     async def model(self) -> str:
         """The model to use, resolving it via ``GET /models`` when not configured."""
         return await asyncio.shield(self.start_model_resolution())
+
+    async def _model_within(self, timeout: float) -> str:
+        """The model, without letting a slow ``GET /models`` eat a request's deadline."""
+        if self.settings.model:
+            self.start_model_resolution()  # validates in the background
+            return self.settings.model
+        try:
+            return await asyncio.wait_for(self.model(), timeout)
+        except TimeoutError:
+            logger.warning("GET /models is slow; using %s for now", FALLBACK_MODEL)
+            return FALLBACK_MODEL
 
     async def _resolve_model(self) -> str:
         configured = self.settings.model
@@ -243,7 +270,9 @@ class Engine:
         if not self.client.has_key:
             self._on_error(AuthError(self.key_problem or MISSING_KEY))
             return []
-        model = await self.model()
+        started = time.monotonic()
+        model = await self._model_within(self.settings.timeout_ms / 1000)
+        budget = max(self.settings.timeout_ms / 1000 - (time.monotonic() - started), 0.2)
         base = self.request_for(snap, plan, model)
         requests = [base] + [
             attrs.evolve(base, temperature=max(base.temperature, 0.8), top_p=0.95 - 0.05 * i)
@@ -261,7 +290,7 @@ class Engine:
             if gate is not None and not await gate.wait():
                 self.stats.superseded += 1
                 return []
-            fetched = iter(await asyncio.gather(*(self._fetch(r, plan, snap, gate) for r in missing)))
+            fetched = iter(await asyncio.gather(*(self._fetch(r, plan, snap, gate, budget) for r in missing)))
             texts = [text if text is not None else next(fetched) for text in texts]
         else:
             self.stats.cache_hits += 1
@@ -277,12 +306,12 @@ class Engine:
         return suggestions
 
     async def _fetch(
-        self, request: FimRequest, plan: prompt.Plan, snap: Snapshot, gate: Gate | None
+        self, request: FimRequest, plan: prompt.Plan, snap: Snapshot, gate: Gate | None, budget: float
     ) -> str | None:
         shared = request in self.flights
         joined, text = await self.flights.join(
             request,
-            lambda: self._call(request, plan, snap.line_prefix),
+            lambda: self._call(request, plan, snap.line_prefix, budget),
             gate.abandoned if gate is not None else None,
         )
         if shared:
@@ -292,13 +321,15 @@ class Engine:
             return None
         return text
 
-    async def _call(self, request: FimRequest, plan: prompt.Plan, line_prefix: str) -> str | None:
+    async def _call(
+        self, request: FimRequest, plan: prompt.Plan, line_prefix: str, budget: float
+    ) -> str | None:
         self.stats.requests_sent += 1
         try:
             result = await self.client.fim(
                 request,
                 done=lambda text: prompt.is_complete(text, plan.mode, line_prefix),
-                timeout=self.settings.timeout_ms / 1000,
+                timeout=budget,
             )
         except BackendError as error:
             self._failed(error)

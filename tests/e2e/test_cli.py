@@ -156,7 +156,9 @@ def test_tcp_mode(fake):
                 assert time.monotonic() < deadline, "server did not listen"
                 time.sleep(0.1)
         with conn:
-            body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"capabilities": {}}})
+            body = json.dumps(
+                {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"capabilities": {}}}
+            )
             conn.sendall(f"Content-Length: {len(body)}\r\n\r\n{body}".encode())
             data = b""
             while b'"result"' not in data or not data.rstrip().endswith(b"}"):
