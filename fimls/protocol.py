@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -147,7 +148,11 @@ async def read_messages(
     resynchronise on the next header instead of losing every later message."""
     length = 0
     while not stop_event.is_set():
-        header = await reader.readline()
+        try:
+            header = await reader.readline()
+        except (asyncio.LimitOverrunError, ValueError):
+            protocol.send_error(None, JsonRpcParseError("header line too long"))
+            continue
         if not header:
             break
         match = _CONTENT_LENGTH.search(header)
@@ -161,7 +166,10 @@ async def read_messages(
             continue
         if header.strip() or not length:
             continue
-        body = await reader.readexactly(length)
+        try:
+            body = await reader.readexactly(length)
+        except asyncio.IncompleteReadError:
+            break
         length = 0
         if not body:
             break

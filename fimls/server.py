@@ -56,6 +56,7 @@ class FimlsServer(LanguageServer):
         self.init_options: dict[str, Any] = {}
         self.engine: Engine | None = None
         self.shut_down = False
+        self.closing: asyncio.Future[None] | None = None
         self.roots: list[str] = []
         self.privacy = Privacy()
         self.blocked: dict[str, str | None] = {}
@@ -64,10 +65,17 @@ class FimlsServer(LanguageServer):
         """pygls's stdio loop with fimls's more forgiving message reader."""
         assert isinstance(self.protocol, FimlsProtocol)
         self._stop_event = threading.Event()
-        reader = StdinAsyncReader(stdin or sys.stdin.buffer, self.thread_pool)
+        stdin = stdin or sys.stdin.buffer
         self.protocol.set_writer(StdoutWriter(stdout or sys.stdout.buffer))
+
+        async def serve() -> None:
+            assert isinstance(self.protocol, FimlsProtocol)
+            reader = await _stdin_reader(stdin, self.thread_pool)
+            assert self._stop_event is not None
+            await read_messages(self._stop_event, reader, self.protocol, self.report_server_error)
+
         try:
-            asyncio.run(read_messages(self._stop_event, reader, self.protocol, self.report_server_error))
+            asyncio.run(serve())
         except BrokenPipeError:
             logger.error("lost the connection to the client; shutting down")
         except (KeyboardInterrupt, SystemExit):
@@ -170,6 +178,18 @@ class FimlsServer(LanguageServer):
             self.engine.stats.stale_dropped += 1
             return []
         return suggestions
+
+
+async def _stdin_reader(stdin: BinaryIO, pool: Any) -> Any:
+    """Read stdin on the event loop (no thread hop per line) when it is a pipe or socket;
+    fall back to pygls's thread-based reader for files and terminals."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 24)
+    try:
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stdin)
+    except (ValueError, OSError):
+        return StdinAsyncReader(stdin, pool)
+    return reader
 
 
 def create_server(transport: httpx.AsyncBaseTransport | None = None) -> FimlsServer:
@@ -320,10 +340,11 @@ def create_server(transport: httpx.AsyncBaseTransport | None = None) -> FimlsSer
         return {"models": available, "selected": await ls.engine.model()}
 
     @server.feature(types.SHUTDOWN)
-    async def shutdown(ls: FimlsServer, *_args: Any) -> None:
+    def shutdown(ls: FimlsServer, *_args: Any) -> None:
+        # Synchronous, so an "exit" right behind "shutdown" already sees the flag.
         ls.shut_down = True
         ls.scheduler.supersede_all()
         if ls.engine is not None:
-            await ls.engine.aclose()
+            ls.closing = asyncio.ensure_future(ls.engine.aclose())
 
     return server
