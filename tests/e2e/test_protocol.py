@@ -179,11 +179,11 @@ async def test_huge_documents(start_server, fake):
     assert [i.insert_text for i in await inline(client, uri, 1_750_000, 4)] == ["1"]
     assert loop.time() - started < 5
     prompt = fake.fim_requests()[0].body["prompt"]
-    assert len(prompt) <= 6000 and prompt.endswith("x = 1\ny = ")
+    assert len(prompt) <= 8000 and prompt.endswith("x = 1\ny = ")
     long_line = "z" * 1_000_000 + " = "
     uri2 = open_doc(client, long_line, uri="file:///t/long.py")
     assert await inline(client, uri2, 0, len(long_line))
-    assert len(fake.fim_requests()[1].body["prompt"]) == 6000
+    assert len(fake.fim_requests()[1].body["prompt"]) == 8000
     change(client, uri2, 2, (0, 500_000), (0, 500_000), "edit")
     assert await inline(client, uri2, 0, len(long_line) + 4) is not None
 
