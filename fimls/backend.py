@@ -27,6 +27,7 @@ import attrs
 import httpx
 
 from fimls import __version__
+from fimls.netio import fast_transport
 
 logger = logging.getLogger(__name__)
 
@@ -293,12 +294,12 @@ class DeepSeekClient:
         headers = {"User-Agent": f"fimls/{__version__}", "Accept": "application/json"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
+        limits = httpx.Limits(max_connections=16, max_keepalive_connections=8, keepalive_expiry=60)
         self._http = httpx.AsyncClient(
             headers=headers,
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
-            transport=transport,
+            transport=transport or fast_transport(limits),
             follow_redirects=False,
-            limits=httpx.Limits(max_connections=16, max_keepalive_connections=8, keepalive_expiry=60),
         )
 
     @property
@@ -369,13 +370,17 @@ class DeepSeekClient:
         try:
             # Lone surrogates (legal in JSON strings, not in UTF-8) become "?".
             content = json.dumps(request.body(), ensure_ascii=False).encode("utf-8", "replace")
-            headers = {"Content-Type": "application/json"}
+            # Answers are small; uncompressed ones can be read straight off the wire.
+            headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
             async with self._http.stream("POST", url, content=content, headers=headers) as response:
                 if response.status_code != 200:
                     body = (await response.aread()).decode("utf-8", "replace")
                     raise error_for(response.status_code, body, response.headers, request.model)
                 if request.stream:
-                    return await _read_stream(response.aiter_lines(), done)
+                    plain = response.headers.get("Content-Encoding", "identity") == "identity"
+                    raw = plain and not response.is_stream_consumed  # in-memory bodies: bytes only
+                    chunks = response.aiter_raw() if raw else response.aiter_bytes()
+                    return await _read_stream(chunks, done)
                 raw = (await response.aread()).decode("utf-8", "replace")
                 return _parse_json_completion(raw)
         except httpx.TimeoutException as exc:
@@ -451,36 +456,46 @@ def _parse_json_completion(raw: str) -> FimResult:
     return FimResult(text, reason, Usage.parse(data.get("usage")))
 
 
-async def _read_stream(lines: AsyncIterator[str], done: Callable[[str], bool] | None) -> FimResult:
+async def _sse_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
+    """Group a byte stream into complete lines (``\n``, ``\r\n`` or ``\r`` endings), per chunk."""
+    pending = b""
+    async for chunk in chunks:
+        lines = (pending + chunk).splitlines(keepends=True)
+        # An unfinished line, or a "\r" whose "\n" may come in the next chunk, waits.
+        pending = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
+        if lines:
+            yield lines
+    if pending:
+        yield [pending]
+
+
+async def _read_stream(chunks: AsyncIterator[bytes], done: Callable[[str], bool] | None) -> FimResult:
     """Collect an SSE answer, skipping blank lines and ``:`` comments (keep-alives)."""
     parts: list[str] = []
     reason: str | None = None
     usage: Usage | None = None
     finished = False
-    async for line in lines:
-        if not line or line.startswith(":"):
-            continue
-        if not line.startswith("data:"):
-            continue
-        payload = line[5:].strip()
-        if payload == "[DONE]":
-            finished = True  # read on to the end of the body so the connection is reused
-            continue
-        if finished:
-            continue
-        try:
-            data = json.loads(payload)
-        except ValueError:
-            raise ProtocolError("DeepSeek sent a malformed stream chunk") from None
-        if isinstance(data, Mapping) and data.get("usage"):
-            usage = Usage.parse(data["usage"]) or usage
-        if isinstance(data, Mapping) and data.get("choices") == []:
-            continue
-        text, chunk_reason = _first_choice(data)
-        parts.append(text)
-        reason = chunk_reason or reason
-        if done is not None and reason is None and done("".join(parts)):
-            return FimResult("".join(parts), "stop", usage, early_close=True)
+    async for lines in _sse_lines(chunks):
+        for raw in lines:
+            if not raw.startswith(b"data:") or finished:
+                continue
+            payload = raw[5:].strip()
+            if payload == b"[DONE]":
+                finished = True  # read on to the end of the body so the connection is reused
+                continue
+            try:
+                data = json.loads(payload)
+            except ValueError:
+                raise ProtocolError("DeepSeek sent a malformed stream chunk") from None
+            if isinstance(data, Mapping) and data.get("usage"):
+                usage = Usage.parse(data["usage"]) or usage
+            if isinstance(data, Mapping) and data.get("choices") == []:
+                continue
+            text, chunk_reason = _first_choice(data)
+            parts.append(text)
+            reason = chunk_reason or reason
+            if done is not None and reason is None and done("".join(parts)):
+                return FimResult("".join(parts), "stop", usage, early_close=True)
     if not finished and reason is None:
         raise ProtocolError("DeepSeek stream ended early")
     return FimResult("".join(parts), reason, usage)

@@ -1,22 +1,16 @@
-"""Command line: serve LSP (stdio or TCP), ``complete`` one position, or run ``doctor``."""
+"""Command line: serve LSP (stdio or TCP), ``complete`` one position, or run ``doctor``.
+
+Only the standard library is imported before the LSP ``initialize`` answer goes out
+(:mod:`fimls.early`); everything else loads after it.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import logging
 import sys
-from pathlib import Path
-from typing import Any
 
 from fimls import __version__, log
-from fimls.backend import BackendError, FimRequest, public_url
-from fimls.config import parse_settings
-from fimls.document import UTF32, Document
-from fimls.engine import MISSING_KEY, Engine
-
-logger = logging.getLogger(__name__)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,148 +50,26 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"fimls: --config is not valid JSON: {exc}", file=sys.stderr)
         return 2
-    if args.command == "complete":
-        return asyncio.run(_complete(args.target, raw, args.language))
-    if args.command == "doctor":
-        return asyncio.run(_doctor(raw))
+    if args.command in ("complete", "doctor"):
+        import asyncio
+
+        from fimls import commands
+
+        if args.command == "complete":
+            return asyncio.run(commands.complete(args.target, raw, args.language))
+        return asyncio.run(commands.doctor(raw))
+    early = None
+    if not args.tcp:
+        from fimls import early as early_answer
+
+        early = early_answer.answer(sys.stdin.fileno(), sys.stdout.fileno())
     from fimls.server import create_server
 
     server = create_server()
+    server.early = early
     if args.tcp:
         server.start_tcp(args.host, args.port)
     else:
         server.start_io()
     # LSP: exit code 0 only when the client asked for shutdown before exit.
     return 0 if server.shut_down else 1
-
-
-_LANGUAGES = {
-    ".py": "python",
-    ".js": "javascript",
-    ".ts": "typescript",
-    ".tsx": "typescriptreact",
-    ".jsx": "javascriptreact",
-    ".go": "go",
-    ".rs": "rust",
-    ".c": "c",
-    ".h": "c",
-    ".cpp": "cpp",
-    ".java": "java",
-    ".lua": "lua",
-}
-
-
-def _parse_target(target: str) -> tuple[Path, int, int]:
-    path, _, rest = target.rpartition(":")
-    path2, _, line = path.rpartition(":")
-    if not path2:
-        raise ValueError(f"expected FILE:LINE:COL, got {target!r}")
-    return Path(path2), int(line), int(rest)
-
-
-def _settings(raw: Any) -> Any:
-    settings, problems = parse_settings(raw)
-    for problem in problems:
-        print(f"fimls: {problem}", file=sys.stderr)
-    log.add_secrets([settings.api_key])
-    return settings
-
-
-async def _complete(target: str, raw: Any, language: str) -> int:
-    try:
-        path, line, col = _parse_target(target)
-        text = path.read_text(encoding="utf-8")
-    except (ValueError, OSError) as exc:
-        print(f"fimls: {exc}", file=sys.stderr)
-        return 2
-    settings = _settings(raw)
-    doc = Document(path.resolve().as_uri(), text, 0, language or _LANGUAGES.get(path.suffix, ""))
-    where = doc.index_at(line - 1, col - 1, UTF32)
-    if where is None or line < 1 or col < 1:
-        print(f"fimls: {line}:{col} is outside {path}", file=sys.stderr)
-        return 2
-    snap = doc.snapshot(
-        *where,
-        encoding=UTF32,
-        max_prefix=settings.max_prefix_chars,
-        max_suffix=settings.max_suffix_chars,
-        anchor=settings.prompt_anchor_lines,
-    )
-    errors: list[BackendError] = []
-    engine = Engine(settings, on_error=errors.append)
-    try:
-        suggestions = await engine.complete(snap)
-    finally:
-        await engine.aclose()
-    if errors:
-        print(f"fimls: {errors[-1]}", file=sys.stderr)
-        return 1
-    if not suggestions:
-        print("fimls: no completion at this position", file=sys.stderr)
-        return 1
-    for suggestion in suggestions:
-        sys.stdout.write(suggestion.text + snap.line_suffix[: suggestion.replace] + "\n")
-    return 0
-
-
-async def _doctor(raw: Any) -> int:
-    settings = _settings(raw)
-    engine = Engine(settings)
-    failures = 0
-
-    def report(ok: bool, what: str, detail: str) -> None:
-        nonlocal failures
-        failures += not ok
-        print(f"{'PASS' if ok else 'FAIL'}  {what}: {detail}")
-
-    try:
-        print(f"fimls {__version__}, backend {public_url(settings.base_url)}")
-        report(not engine.client.refusal, "base URL", engine.client.refusal or "ok")
-        if engine.client.refusal:
-            return 1
-        report(
-            engine.client.has_key,
-            "API key",
-            "set" if engine.client.has_key else f"missing ({engine.key_problem or MISSING_KEY})",
-        )
-        if not engine.client.has_key:
-            return 1
-        try:
-            model = await engine.model()
-            available = engine.available_models
-            if available is None:
-                available = await engine.client.models()  # raises the real error
-            listed = model in available
-            report(
-                listed,
-                "GET /models",
-                f"{len(available)} model(s): {', '.join(available)}; using {model}"
-                + ("" if listed else " (NOT listed)"),
-            )
-        except BackendError as error:
-            report(False, "GET /models", str(error))
-            model = settings.model or "deepseek-chat"
-        try:
-            balance = await engine.client.balance()
-            report(balance.is_available, "GET /user/balance", balance.describe())
-        except BackendError as error:
-            report(False, "GET /user/balance", str(error))
-        request = FimRequest(
-            model=model,
-            prompt="def add(a, b):\n    return ",
-            suffix="\n",
-            max_tokens=8,
-            stop=("\n",),
-            temperature=0.0,
-            top_p=1.0,
-            stream=False,
-        )
-        try:
-            result = await engine.client.fim(request, timeout=settings.timeout_ms / 1000)
-            report(True, "FIM /beta/completions", f"{result.text!r} ({result.finish_reason})")
-        except BackendError as error:
-            report(False, "FIM /beta/completions", str(error))
-    finally:
-        await engine.aclose()
-    print("all checks passed" if not failures else f"{failures} check(s) failed")
-    return 1 if failures else 0

@@ -14,7 +14,9 @@ import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Generator
+from contextvars import ContextVar
 from typing import Any
 
 from lsprotocol import types
@@ -28,6 +30,7 @@ from pygls.protocol import LanguageServerProtocol
 from pygls.protocol.language_server import lsp_method
 
 from fimls import log
+from fimls.early import Early, choose_encoding
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +47,32 @@ class FimlsProtocol(LanguageServerProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.initialize_seen = False
+        self.early: Early | None = None
+
+    # -- the initialize answered before the server started (fimls.early) ------------
+
+    def _early_id(self, data: Any) -> bool:
+        early = self.early
+        if early is None or early.msg_id is None:
+            return False
+        if isinstance(data, dict):
+            return "method" not in data and data.get("id") == early.msg_id
+        return not hasattr(data, "method") and getattr(data, "id", None) == early.msg_id
+
+    def _send_data(self, data: Any) -> None:
+        """Send ``data``, except the second answer to an ``initialize`` answered early."""
+        if self._early_id(data):
+            assert self.early is not None
+            sent, self.early = self.early.result, None
+            computed = json.loads(json.dumps(data, default=self._serialize_message))
+            if computed.get("result") != sent:
+                logger.warning(
+                    "the early initialize answer differs from the server's: sent %s, computed %s",
+                    json.dumps(sent, sort_keys=True),
+                    json.dumps(computed.get("result", computed.get("error")), sort_keys=True),
+                )
+            return
+        super()._send_data(data)
 
     # -- errors the spec prescribes -----------------------------------------------
 
@@ -63,6 +92,8 @@ class FimlsProtocol(LanguageServerProtocol):
         try:
             return super().structure_message(data)
         except JsonRpcException as error:
+            if self.early is not None and data.get("method") == types.INITIALIZE:
+                return self._structure_early_initialize(data)
             if "id" in data and "method" in data:
                 self.send_error(data["id"], error)
                 return _Rejected()
@@ -70,6 +101,21 @@ class FimlsProtocol(LanguageServerProtocol):
                 logger.warning("dropped malformed %r notification", data.get("method"))
                 return _Rejected()
             raise
+
+    def _structure_early_initialize(self, data: dict[str, Any]) -> Any:
+        """An ``initialize`` already answered but not valid LSP deep down: keep what fimls
+        uses (encoding, root, options) and drop the rest of the client's capabilities."""
+        params = data["params"]
+        encoding = choose_encoding(params["capabilities"])
+        logger.warning("the client's initialize capabilities do not follow LSP; ignoring them")
+        kept = {k: params[k] for k in ("processId", "rootUri", "rootPath") if k in params}
+        options = params.get("initializationOptions")
+        plain = {
+            **kept,
+            "initializationOptions": options,
+            "capabilities": {"general": {"positionEncodings": [encoding]}},
+        }
+        return super().structure_message({**data, "params": plain})
 
     def reject_unparsable(self, error: Exception) -> None:
         """Answer a message that could not be read at all."""
@@ -135,6 +181,9 @@ class FimlsProtocol(LanguageServerProtocol):
             handler(params)
 
 
+ARRIVED: ContextVar[float | None] = ContextVar("fimls_arrived", default=None)
+"""When the message being handled was read (``time.monotonic``); request tasks inherit it."""
+
 _CONTENT_LENGTH = re.compile(rb"Content-Length:\s*(\S*)\s*$", re.IGNORECASE)
 
 
@@ -173,9 +222,12 @@ async def read_messages(
         length = 0
         if not body:
             break
+        token = ARRIVED.set(time.monotonic())
         try:
             message = json.loads(body, object_hook=protocol.structure_message)
             protocol.handle_message(message)
         except Exception as error:
             logger.warning("could not handle a message: %s", error)
             on_error(error, JsonRpcException)
+        finally:
+            ARRIVED.reset(token)

@@ -8,9 +8,11 @@ import asyncio
 class Ticket:
     """One request's claim on its document (implements the engine's ``Gate``)."""
 
-    def __init__(self, delay: float) -> None:
+    def __init__(self, delay: float, since: float | None = None) -> None:
+        loop = asyncio.get_running_loop()
         self.delay = delay
-        self.abandoned: asyncio.Future[None] | None = asyncio.get_running_loop().create_future()
+        self.deadline = (loop.time() if since is None else since) + delay
+        self.abandoned: asyncio.Future[None] | None = loop.create_future()
 
     @property
     def superseded(self) -> bool:
@@ -26,13 +28,11 @@ class Ticket:
         """Wait out the debounce; returns ``False`` as soon as the ticket is superseded."""
         if self.superseded:
             return False
-        if self.delay <= 0 or self.abandoned is None:
+        left = self.deadline - asyncio.get_running_loop().time()
+        if left <= 0 or self.abandoned is None:
             return True
-        try:
-            await asyncio.wait_for(asyncio.shield(self.abandoned), self.delay)
-        except TimeoutError:
-            return True
-        return False
+        await asyncio.wait((self.abandoned,), timeout=left)
+        return not self.superseded
 
 
 class Scheduler:
@@ -45,12 +45,16 @@ class Scheduler:
     def __init__(self) -> None:
         self._current: dict[tuple[str, str], Ticket] = {}
 
-    def claim(self, uri: str, delay: float, kind: str = "inline") -> Ticket:
-        """A ticket for a new request on ``uri``, superseding any older one of ``kind``."""
+    def claim(self, uri: str, delay: float, kind: str = "inline", since: float | None = None) -> Ticket:
+        """A ticket for a new request on ``uri``, superseding any older one of ``kind``.
+
+        The debounce runs from ``since`` (when the request arrived, on the loop's clock),
+        so time spent reading and dispatching it is not added on top.
+        """
         old = self._current.get((uri, kind))
         if old is not None:
             old.supersede()
-        ticket = Ticket(delay)
+        ticket = Ticket(delay, since)
         self._current[uri, kind] = ticket
         return ticket
 

@@ -19,15 +19,15 @@ from fimls import __version__, items, log
 from fimls.backend import AuthError, BackendError, BalanceError, RequestError
 from fimls.config import Settings, parse_settings, settings_from_change
 from fimls.document import UTF16, Document, Snapshot
+from fimls.early import COMMANDS, TRIGGER_CHARACTERS, Early
 from fimls.engine import MISSING_KEY, Engine, Suggestion
 from fimls.notices import Notices
 from fimls.privacy import Privacy
-from fimls.protocol import FimlsProtocol, read_messages
+from fimls.protocol import ARRIVED, FimlsProtocol, read_messages
 from fimls.scheduler import Scheduler
 
 logger = logging.getLogger(__name__)
 
-TRIGGER_CHARACTERS = [".", "(", "[", "{", ",", " ", ":", "=", "\n"]
 _LEVELS = {
     "error": types.MessageType.Error,
     "warning": types.MessageType.Warning,
@@ -60,6 +60,7 @@ class FimlsServer(LanguageServer):
         self.roots: list[str] = []
         self.privacy = Privacy()
         self.blocked: dict[str, str | None] = {}
+        self.early: Early | None = None
 
     def _start_io_async(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
         """pygls's stdio loop with fimls's more forgiving message reader."""
@@ -70,7 +71,9 @@ class FimlsServer(LanguageServer):
 
         async def serve() -> None:
             assert isinstance(self.protocol, FimlsProtocol)
-            reader = await _stdin_reader(stdin, self.thread_pool)
+            early = self.early
+            self.protocol.early = early
+            reader = await _stdin_reader(stdin, self.thread_pool, early.raw if early else b"")
             assert self._stop_event is not None
             await read_messages(self._stop_event, reader, self.protocol, self.report_server_error)
 
@@ -166,7 +169,7 @@ class FimlsServer(LanguageServer):
         """Run the engine for the newest request on a document; older ones get nothing."""
         assert self.engine is not None
         delay = 0.0 if invoked else self.engine.settings.debounce_ms / 1000
-        ticket = self.scheduler.claim(snap.uri, delay, kind)
+        ticket = self.scheduler.claim(snap.uri, delay, kind, since=ARRIVED.get())
         try:
             suggestions = await self.engine.complete(snap, ticket)
         finally:
@@ -180,11 +183,16 @@ class FimlsServer(LanguageServer):
         return suggestions
 
 
-async def _stdin_reader(stdin: BinaryIO, pool: Any) -> Any:
+async def _stdin_reader(stdin: BinaryIO, pool: Any, already_read: bytes = b"") -> Any:
     """Read stdin on the event loop (no thread hop per line) when it is a pipe or socket;
-    fall back to pygls's thread-based reader for files and terminals."""
+    fall back to pygls's thread-based reader for files and terminals.
+
+    ``already_read`` (bytes :mod:`fimls.early` took from a pipe) comes first.
+    """
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 24)
+    if already_read:
+        reader.feed_data(already_read)
     try:
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stdin)
     except (ValueError, OSError):
@@ -304,7 +312,7 @@ def create_server(transport: httpx.AsyncBaseTransport | None = None) -> FimlsSer
             snap, suggestions, snippets=ls.snippets, markdown=ls.markdown, as_is=ls.as_is
         )
 
-    @server.command("fimls.status")
+    @server.command(COMMANDS[0])
     def status(ls: FimlsServer, *_args: Any) -> dict[str, Any]:
         assert ls.engine is not None
         return {
@@ -317,7 +325,7 @@ def create_server(transport: httpx.AsyncBaseTransport | None = None) -> FimlsSer
             "settings": ls.engine.settings.redacted,
         }
 
-    @server.command("fimls.balance")
+    @server.command(COMMANDS[1])
     async def balance(ls: FimlsServer, *_args: Any) -> dict[str, Any]:
         assert ls.engine is not None
         try:
@@ -330,7 +338,7 @@ def create_server(transport: httpx.AsyncBaseTransport | None = None) -> FimlsSer
             "text": result.describe(),
         }
 
-    @server.command("fimls.models")
+    @server.command(COMMANDS[2])
     async def models(ls: FimlsServer, *_args: Any) -> dict[str, Any]:
         assert ls.engine is not None
         try:

@@ -82,6 +82,9 @@ async def start_server(fake: FakeDeepSeek) -> AsyncIterator[Start]:
                 client_info=types.ClientInfo(name="pytest"),
             )
         )
+        # fimls answers initialize before it has loaded (fimls.early); timing-sensitive
+        # tests start once a request shows the whole server is up.
+        await client.workspace_execute_command_async(types.ExecuteCommandParams(command="fimls.status"))
         return client
 
     yield start
