@@ -81,13 +81,13 @@ class Settings:
     timeout_ms: int = attrs.field(default=5000, validator=_range(100, 600_000))
     """Overall deadline of one completion, retries included."""
 
-    max_prefix_chars: int = attrs.field(default=8000, validator=_range(100, 1_000_000))
+    max_prefix_chars: int = attrs.field(default=12000, validator=_range(100, 1_000_000))
     """Characters of text before the cursor sent as the prompt (cut at line starts)."""
 
-    max_suffix_chars: int = attrs.field(default=1200, validator=_range(0, 1_000_000))
+    max_suffix_chars: int = attrs.field(default=800, validator=_range(0, 1_000_000))
     """Characters of text after the cursor sent as the suffix (cut at line ends)."""
 
-    prompt_anchor_lines: int = attrs.field(default=32, validator=_positive)
+    prompt_anchor_lines: int = attrs.field(default=96, validator=_positive)
     """The prompt starts on a multiple of this many lines, so its start stays byte-identical
     while you type and DeepSeek's prompt cache keeps hitting."""
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+SPIN = 0.0015
+"""Seconds before a debounce deadline from which the wait polls instead of sleeping."""
+
 
 class Ticket:
     """One request's claim on its document (implements the engine's ``Gate``)."""
@@ -28,10 +31,16 @@ class Ticket:
         """Wait out the debounce; returns ``False`` as soon as the ticket is superseded."""
         if self.superseded:
             return False
-        left = self.deadline - asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        left = self.deadline - loop.time()
         if left <= 0 or self.abandoned is None:
             return True
-        await asyncio.wait((self.abandoned,), timeout=left)
+        # The event loop's timers wake up to 1 ms late (epoll counts whole milliseconds), so
+        # sleep to just before the deadline and yield to the loop for the last stretch.
+        if left > SPIN:
+            await asyncio.wait((self.abandoned,), timeout=left - SPIN)
+        while not self.superseded and loop.time() < self.deadline:
+            await asyncio.sleep(0)
         return not self.superseded
 
 

@@ -992,7 +992,13 @@ def dump_requests(args: argparse.Namespace, label: str, session: Session) -> Non
                 "text_len": None if r.text is None else len(r.text),
                 "stale": r.stale,
                 "backend": [
-                    {k: e[k] for k in ("started", "finished", "completed", "aborted")} for e in r.backend
+                    {
+                        **{k: e[k] for k in ("started", "finished", "completed", "aborted", "usage")},
+                        "prompt_chars": len(e["prompt"]),
+                        "suffix_chars": len(e["suffix"]),
+                        "prompt_head": e["prompt"][:40],
+                    }
+                    for e in r.backend
                 ],
             }
             out.write(json.dumps(row) + "\n")

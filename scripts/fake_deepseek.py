@@ -371,6 +371,12 @@ class _Handler(BaseHTTPRequestHandler):
         assert isinstance(server, _Server)
         return server.fake
 
+    def parse_request(self) -> bool:
+        """Note when the request line arrived: the backend's time starts there, so its own
+        header parsing is not counted as the client's overhead."""
+        self._arrived = time.monotonic()
+        return super().parse_request()
+
     def log_message(self, format: str, *args: Any) -> None:
         """Stay quiet (no per-request lines on stderr)."""
 
@@ -385,7 +391,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- routing -------------------------------------------------------------
 
     def _dispatch(self, method: str) -> None:
-        log = Logged(method=method, path=urlsplit(self.path).path)
+        log = Logged(method=method, path=urlsplit(self.path).path, started=self._arrived)
         try:
             raw = self._read_body()
         except (ValueError, OSError):

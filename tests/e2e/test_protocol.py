@@ -11,6 +11,8 @@ import pytest
 from conftest import SERVER, change, inline, open_doc, server_env
 from fake_deepseek import Reply
 
+from fimls.config import Settings
+
 
 class Raw:
     """A bare JSON-RPC peer over the server's stdio, for messages no real client sends."""
@@ -179,11 +181,12 @@ async def test_huge_documents(start_server, fake):
     assert [i.insert_text for i in await inline(client, uri, 1_750_000, 4)] == ["1"]
     assert loop.time() - started < 5
     prompt = fake.fim_requests()[0].body["prompt"]
-    assert len(prompt) <= 8000 and prompt.endswith("x = 1\ny = ")
+    budget = Settings().max_prefix_chars
+    assert len(prompt) <= budget and prompt.endswith("x = 1\ny = ")
     long_line = "z" * 1_000_000 + " = "
     uri2 = open_doc(client, long_line, uri="file:///t/long.py")
     assert await inline(client, uri2, 0, len(long_line))
-    assert len(fake.fim_requests()[1].body["prompt"]) == 8000
+    assert len(fake.fim_requests()[1].body["prompt"]) == budget
     change(client, uri2, 2, (0, 500_000), (0, 500_000), "edit")
     assert await inline(client, uri2, 0, len(long_line) + 4) is not None
 

@@ -104,7 +104,7 @@ def test_json_success_shape(fake: FakeDeepSeek, client: httpx.Client) -> None:
     assert usage["completion_tokens"] == 2  # ceil(len("pass") / 3)
     [log] = fake.fim_requests()
     assert log.authorized
-    assert log.completed
+    assert fake.wait_for(lambda: log.completed)  # marked just after the last byte is written
     assert not log.aborted
     assert log.status == 200
     assert log.text == "pass"
@@ -158,7 +158,7 @@ def test_sse_keepalives_chunks_usage_and_done(fake: FakeDeepSeek, client: httpx.
     assert usage_chunk["usage"]["completion_tokens"] == 4
     assert blanks > len(data)  # stray empty lines beyond the event separators
     [log] = fake.fim_requests()
-    assert log.completed
+    assert fake.wait_for(lambda: log.completed)
     assert log.stream
     assert log.text == "héllo wörld!"
 

@@ -151,13 +151,19 @@ function H.mode()
   return api.nvim_get_mode().mode
 end
 
---- The fimls client attached to the current buffer, once initialized.
+--- The fimls client attached to the current buffer, once initialized and the server has
+--- loaded (fimls answers initialize before that; a request shows it is up).
 function H.client(timeout)
   local client
   H.wait(function()
     client = vim.lsp.get_clients({ bufnr = 0, name = 'fimls' })[1]
     return client and client.initialized
   end, timeout or 10000)
+  if client and not H.server_ready then
+    local answer = client:request_sync('workspace/executeCommand', { command = 'fimls.status' }, timeout or 10000, 0)
+    assert(answer and answer.result, 'fimls did not answer fimls.status')
+    H.server_ready = true
+  end
   return client
 end
 
