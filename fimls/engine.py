@@ -201,6 +201,9 @@ class Engine:
         if self.settings.model:
             self.start_model_resolution()  # validates in the background
             return self.settings.model
+        task = self.start_model_resolution()
+        if task.done() and not task.cancelled() and task.exception() is None:
+            return task.result()
         try:
             return await asyncio.wait_for(self.model(), timeout)
         except TimeoutError:
@@ -290,7 +293,11 @@ class Engine:
             if gate is not None and not await gate.wait():
                 self.stats.superseded += 1
                 return []
-            fetched = iter(await asyncio.gather(*(self._fetch(r, plan, snap, gate, budget) for r in missing)))
+            if len(missing) == 1:  # the usual case: no tasks just to gather one result
+                results = [await self._fetch(missing[0], plan, snap, gate, budget)]
+            else:
+                results = await asyncio.gather(*(self._fetch(r, plan, snap, gate, budget) for r in missing))
+            fetched = iter(results)
             texts = [text if text is not None else next(fetched) for text in texts]
         else:
             self.stats.cache_hits += 1

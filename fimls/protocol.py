@@ -15,9 +15,9 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, SupportsIndex
 
 from lsprotocol import types
 from pygls.exceptions import (
@@ -182,7 +182,19 @@ class FimlsProtocol(LanguageServerProtocol):
 
 
 ARRIVED: ContextVar[float | None] = ContextVar("fimls_arrived", default=None)
-"""When the message being handled was read (``time.monotonic``); request tasks inherit it."""
+"""When the bytes of the message being handled arrived (``time.monotonic``); request
+tasks inherit it, so a debounce counts from the keystroke, not from when it was parsed."""
+
+
+class StampedReader(asyncio.StreamReader):
+    """A stream reader that notes when data last arrived."""
+
+    arrived: float | None = None
+
+    def feed_data(self, data: Iterable[SupportsIndex]) -> None:
+        self.arrived = time.monotonic()
+        super().feed_data(data)
+
 
 _CONTENT_LENGTH = re.compile(rb"Content-Length:\s*(\S*)\s*$", re.IGNORECASE)
 
@@ -222,7 +234,8 @@ async def read_messages(
         length = 0
         if not body:
             break
-        token = ARRIVED.set(time.monotonic())
+        # The newest bytes arrived no earlier than this message's last byte.
+        token = ARRIVED.set(getattr(reader, "arrived", None) or time.monotonic())
         try:
             message = json.loads(body, object_hook=protocol.structure_message)
             protocol.handle_message(message)

@@ -23,7 +23,7 @@ from fimls.early import COMMANDS, TRIGGER_CHARACTERS, Early
 from fimls.engine import MISSING_KEY, Engine, Suggestion
 from fimls.notices import Notices
 from fimls.privacy import Privacy
-from fimls.protocol import ARRIVED, FimlsProtocol, read_messages
+from fimls.protocol import ARRIVED, FimlsProtocol, StampedReader, read_messages
 from fimls.scheduler import Scheduler
 
 logger = logging.getLogger(__name__)
@@ -190,7 +190,7 @@ async def _stdin_reader(stdin: BinaryIO, pool: Any, already_read: bytes = b"") -
     ``already_read`` (bytes :mod:`fimls.early` took from a pipe) comes first.
     """
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=1 << 24)
+    reader = StampedReader(limit=1 << 24)
     if already_read:
         reader.feed_data(already_read)
     try:
