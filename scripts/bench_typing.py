@@ -409,7 +409,8 @@ class LspClient:
         if self.proc.returncode is None:
             with contextlib.suppress(Exception):
                 await self.call("shutdown", None, timeout=5)
-                await self.notify("exit", None)
+            with contextlib.suppress(Exception):
+                await self.notify("exit", None)  # also after an error answer to shutdown
             try:
                 await asyncio.wait_for(self.proc.wait(), 5)
             except TimeoutError:
@@ -1333,6 +1334,9 @@ async def cold_start(args: argparse.Namespace, url: str) -> dict[str, Any]:
         if i:
             samples.append((t_init - t0) * 1000)
             ready.append((now() - t0) * 1000)
+        await client.notify("exit", None)
+        assert client.proc is not None
+        await asyncio.wait_for(client.proc.wait(), 10)
         await client.stop()
     return {
         "samples_ms": [round(s, 2) for s in samples],

@@ -108,9 +108,41 @@ def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
 
     cold = result["cold_start"]
     assert len(cold["samples_ms"]) == 2 and cold["median_ms"] > 0
+    # Ready (a shutdown answered) can only come after the initialize answer.
+    assert len(cold["ready_samples_ms"]) == 2
+    assert all(r > i for r, i in zip(cold["ready_samples_ms"], cold["samples_ms"], strict=True))
 
     verdicts = {check["verdict"] for check in result["checks"]}
     assert verdicts <= {"PASS", "MISS", "n/a"}
     targets = " ".join(check["target"] for check in result["checks"])
     for word in ("overhead", "pause", "suggestion", "cache", "cold start", "RSS", "CPU"):
         assert word in targets, word
+
+
+def test_floor_benchmark_reports_every_floor(tmp_path: Path) -> None:
+    out = tmp_path / "floor.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "bench_floor.py"),
+            "--rounds",
+            "3",
+            "--runs",
+            "1",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    figures = result["median"]
+    assert len(figures) == 5
+    assert figures["pipe round trip ms"] > 0
+    assert figures["asyncio timer lateness ms"] >= 0
+    # Client time beyond the fake's own time: loopback hops at least, never negative.
+    assert all(value > 0 for key, value in figures.items() if "beyond the fake" in key)
+    assert all(key.removesuffix(" ms") in done.stdout for key in figures)
