@@ -15,9 +15,11 @@ The API key only ever goes into the ``Authorization`` header; no message contain
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
 import logging
+import os
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -32,6 +34,7 @@ from fimls.netio import fast_transport
 logger = logging.getLogger(__name__)
 
 FIM_PATH = "/beta/completions"
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 
 
 class BackendError(Exception):
@@ -295,12 +298,17 @@ class DeepSeekClient:
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         limits = httpx.Limits(max_connections=16, max_keepalive_connections=8, keepalive_expiry=60)
+        self._transport = transport or fast_transport(limits)
         self._http = httpx.AsyncClient(
             headers=headers,
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
-            transport=transport or fast_transport(limits),
+            transport=self._transport,
             follow_redirects=False,
         )
+        # Completions skip the client's per-request layers (auth, cookies, redirects, hooks:
+        # none used here) and go straight to the transport, unless a proxy from the
+        # environment has to pick another one.
+        self._direct = not any(os.environ.get(name) for name in PROXY_VARIABLES)
 
     @property
     def has_key(self) -> bool:
@@ -309,7 +317,7 @@ class DeepSeekClient:
 
     def open_connections(self) -> int:
         """Connections held by the pool (0 when it cannot tell, e.g. a mock transport)."""
-        pool = getattr(getattr(self._http, "_transport", None), "_pool", None)
+        pool = getattr(self._transport, "_pool", None)
         connections = getattr(pool, "connections", None)
         return len(connections) if isinstance(connections, list) else 0
 
@@ -372,7 +380,7 @@ class DeepSeekClient:
             content = json.dumps(request.body(), ensure_ascii=False).encode("utf-8", "replace")
             # Answers are small; uncompressed ones can be read straight off the wire.
             headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
-            async with self._http.stream("POST", url, content=content, headers=headers) as response:
+            async with self._post(url, content, headers) as response:
                 if response.status_code != 200:
                     body = (await response.aread()).decode("utf-8", "replace")
                     raise error_for(response.status_code, body, response.headers, request.model)
@@ -389,6 +397,20 @@ class DeepSeekClient:
             raise NetworkError("the connection to DeepSeek broke off in the middle of an answer") from None
         except httpx.TransportError as exc:
             raise NetworkError(f"cannot reach DeepSeek: {type(exc).__name__}") from None
+
+    @contextlib.asynccontextmanager
+    async def _post(self, url: str, content: bytes, headers: dict[str, str]) -> AsyncIterator[httpx.Response]:
+        """POST with a streamed answer, closed on leaving the block."""
+        request = self._http.build_request("POST", url, content=content, headers=headers)
+        if self._direct:
+            response = await self._transport.handle_async_request(request)
+            response.request = request
+        else:
+            response = await self._http.send(request, stream=True)
+        try:
+            yield response
+        finally:
+            await response.aclose()
 
     async def _get(self, path: str) -> Any:
         if self.refusal:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 import threading
@@ -71,6 +72,10 @@ class FimlsServer(LanguageServer):
 
         async def serve() -> None:
             assert isinstance(self.protocol, FimlsProtocol)
+            # Tens of thousands of objects from start-up (lsprotocol's classes, pygls) live
+            # until exit; leaving them out of garbage collection keeps full collections
+            # from pausing a request for ~20 ms.
+            gc.freeze()
             early = self.early
             self.protocol.early = early
             reader = await _stdin_reader(stdin, self.thread_pool, early.raw if early else b"")

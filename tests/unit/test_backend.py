@@ -270,3 +270,28 @@ async def test_models_and_balance():
     assert await client.models() == ["deepseek-flash", "x"]
     balance = await client.balance()
     assert balance.is_available and balance.describe() == "110.00 CNY (available)"
+
+
+async def test_completion_request_carries_the_clients_headers_and_timeouts():
+    seen: list[httpx.Request] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        seen.append(req)
+        return httpx.Response(200, json={"choices": [{"text": "x", "finish_reason": "stop"}]})
+
+    client, _ = client_for(handler)
+    await client.fim(request())
+    [sent] = seen
+    assert sent.headers["Authorization"] == f"Bearer {KEY}"
+    assert sent.headers["User-Agent"].startswith("fimls/")
+    assert sent.headers["Content-Type"] == "application/json"
+    assert sent.extensions["timeout"]["read"] == 30.0
+    assert json.loads(sent.content)["prompt"] == request().prompt
+
+
+@pytest.mark.parametrize("variable", ["HTTPS_PROXY", "http_proxy", "ALL_PROXY"])
+def test_a_proxy_in_the_environment_keeps_requests_on_the_client(monkeypatch, variable):
+    assert DeepSeekClient("https://api.deepseek.com/beta", "sk-x")._direct
+    monkeypatch.setenv(variable, "http://proxy.example:3128")
+    # httpx picks the proxy per URL inside the client, so the client must send.
+    assert not DeepSeekClient("https://api.deepseek.com/beta", "sk-x")._direct
