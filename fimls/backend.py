@@ -334,7 +334,8 @@ class DeepSeekClient:
     ) -> FimResult:
         """Run one FIM completion within ``timeout`` seconds, retries included.
 
-        ``done(text)`` lets a streamed answer stop early once nothing more is needed.
+        ``done(text)`` lets a streamed answer stop early once nothing more is needed; it is
+        asked whenever a chunk brings a line break.
         """
         if self.refusal:
             raise InsecureError(self.refusal)
@@ -516,7 +517,8 @@ async def _read_stream(chunks: AsyncIterator[bytes], done: Callable[[str], bool]
             text, chunk_reason = _first_choice(data)
             parts.append(text)
             reason = chunk_reason or reason
-            if done is not None and reason is None and done("".join(parts)):
+            # What is kept can only change when a line is complete.
+            if done is not None and reason is None and "\n" in text and done("".join(parts)):
                 return FimResult("".join(parts), "stop", usage, early_close=True)
     if not finished and reason is None:
         raise ProtocolError("DeepSeek stream ended early")
