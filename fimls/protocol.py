@@ -92,7 +92,7 @@ class FimlsProtocol(LanguageServerProtocol):
         try:
             return super().structure_message(data)
         except JsonRpcException as error:
-            if self.early is not None and data.get("method") == types.INITIALIZE:
+            if data.get("method") == types.INITIALIZE and self._early_id({"id": data.get("id")}):
                 return self._structure_early_initialize(data)
             if "id" in data and "method" in data:
                 self.send_error(data["id"], error)

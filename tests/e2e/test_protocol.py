@@ -218,3 +218,10 @@ async def test_document_closed_while_request_in_flight(start_server, fake):
 
 def test_sys_executable_is_used():
     assert SERVER[0] == sys.executable
+
+
+async def test_initialize_with_params_of_the_wrong_shape_is_refused_not_guessed(raw):
+    # Not plain enough to be answered before the server loads, so the server checks it.
+    raw.request(1, "initialize", {"processId": "not a number", "capabilities": {"textDocument": 5}})
+    assert (await raw.response(1))["error"]["code"] == -32602
+    await raw.initialize()  # a correct one afterwards still works
