@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
+import os
+import selectors
 import sys
 import threading
 from typing import Any, BinaryIO
@@ -189,20 +192,48 @@ class FimlsServer(LanguageServer):
 
 
 async def _stdin_reader(stdin: BinaryIO, pool: Any, already_read: bytes = b"") -> Any:
-    """Read stdin on the event loop (no thread hop per line) when it is a pipe or socket;
-    fall back to pygls's thread-based reader for files and terminals.
+    """Read stdin on the event loop (no thread hop per line) when epoll can watch it; a
+    thread reads anything else (files, ``/dev/null``).
 
     ``already_read`` (bytes :mod:`fimls.early` took from a pipe) comes first.
     """
+    try:
+        fd = stdin.fileno()
+    except (OSError, ValueError):  # not backed by a file descriptor
+        return StdinAsyncReader(stdin, pool)
     loop = asyncio.get_running_loop()
     reader = StampedReader(limit=1 << 24)
     if already_read:
         reader.feed_data(already_read)
-    try:
+    if _pollable(fd):
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stdin)
-    except (ValueError, OSError):
-        return StdinAsyncReader(stdin, pool)
+        return reader
+
+    def pump() -> None:
+        try:
+            while chunk := os.read(fd, 1 << 16):
+                loop.call_soon_threadsafe(reader.feed_data, chunk)
+        except OSError as error:
+            logger.error("cannot read stdin: %s", error)
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop already closed
+                loop.call_soon_threadsafe(reader.feed_eof)
+
+    threading.Thread(target=pump, name="fimls-stdin", daemon=True).start()
     return reader
+
+
+def _pollable(fd: int) -> bool:
+    """Whether the event loop's selector accepts ``fd`` (pipes and sockets; not files or
+    ``/dev/null``, which would otherwise fail later, inside the loop, and never be read)."""
+    selector = selectors.DefaultSelector()
+    try:
+        selector.register(fd, selectors.EVENT_READ)
+    except (OSError, ValueError):
+        return False
+    finally:
+        selector.close()
+    return True
 
 
 def create_server(transport: httpx.AsyncBaseTransport | None = None) -> FimlsServer:

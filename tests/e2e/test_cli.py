@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -170,3 +171,44 @@ def test_tcp_mode(fake):
         proc.terminate()
         proc.wait(timeout=10)
     assert proc.stdout is not None and proc.stdout.read() == b""  # nothing on stdout in TCP mode either
+
+
+def frames(*messages: dict) -> bytes:
+    bodies = [json.dumps(m).encode() for m in messages]
+    return b"".join(b"Content-Length: %d\r\n\r\n" % len(b) + b for b in bodies)
+
+
+def test_stdin_from_a_file_is_served_and_ends(fake, tmp_path: Path):
+    # epoll cannot watch files: a thread reads them, and the session still runs to its end.
+    session = tmp_path / "session.lsp"
+    session.write_bytes(
+        frames(
+            {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"capabilities": {}}},
+            {"jsonrpc": "2.0", "method": "initialized", "params": {}},
+            {"jsonrpc": "2.0", "id": 2, "method": "shutdown"},
+            {"jsonrpc": "2.0", "method": "exit"},
+        )
+    )
+    with session.open("rb") as stdin:
+        result = subprocess.run(
+            [*SERVER], env=server_env(fake), stdin=stdin, capture_output=True, timeout=30, check=False
+        )
+    parts = result.stdout.split(b"Content-Length: ")[1:]
+    answers = [json.loads(part.split(b"\r\n\r\n", 1)[1]) for part in parts]
+    assert result.returncode == 0, result.stderr
+    assert [a.get("id") for a in answers if "id" in a] == [1, 2]
+
+
+@pytest.mark.parametrize("source", ["/dev/null", "garbage"])
+def test_stdin_that_ends_without_a_session_exits_promptly(fake, source):
+    if source == "/dev/null":
+        with open(os.devnull, "rb") as stdin:
+            result = subprocess.run(
+                [*SERVER], env=server_env(fake), stdin=stdin, capture_output=True, timeout=30
+            )
+    else:
+        result = subprocess.run(
+            [*SERVER], env=server_env(fake), input=b"garbage\n", capture_output=True, timeout=30
+        )
+    assert result.returncode == 1  # no shutdown was asked for
+    assert b"Traceback" not in result.stderr and result.stdout == b""
