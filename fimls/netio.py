@@ -14,7 +14,7 @@ import asyncio
 import logging
 import socket
 import ssl
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import httpcore
@@ -196,21 +196,18 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[SocketOption] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
-        pipe = _Pipe()
-        try:
-            async with asyncio.timeout(timeout):
-                transport, _ = await loop.create_connection(
-                    lambda: pipe,
-                    host,
-                    port,
-                    local_addr=(local_address, 0) if local_address else None,
-                    happy_eyeballs_delay=0.25,
-                )
-        except TimeoutError:
-            raise httpcore.ConnectTimeout(f"timed out connecting to {host}:{port}") from None
-        except OSError as exc:
-            raise httpcore.ConnectError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
-        return self._finish(transport, pipe, socket_options)
+        return await self._connect(
+            lambda pipe: loop.create_connection(
+                lambda: pipe,
+                host,
+                port,
+                local_addr=(local_address, 0) if local_address else None,
+                happy_eyeballs_delay=0.25,
+            ),
+            f"{host}:{port}",
+            timeout,
+            socket_options,
+        )
 
     async def connect_unix_socket(
         self,
@@ -219,14 +216,25 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[SocketOption] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
+        return await self._connect(
+            lambda pipe: loop.create_unix_connection(lambda: pipe, path), path, timeout, socket_options
+        )
+
+    async def _connect(
+        self,
+        open_connection: Callable[[_Pipe], Awaitable[tuple[asyncio.BaseTransport, Any]]],
+        where: str,
+        timeout: float | None,
+        socket_options: Iterable[SocketOption] | None,
+    ) -> AsyncioStream:
         pipe = _Pipe()
         try:
             async with asyncio.timeout(timeout):
-                transport, _ = await loop.create_unix_connection(lambda: pipe, path)
+                transport, _ = await open_connection(pipe)
         except TimeoutError:
-            raise httpcore.ConnectTimeout(f"timed out connecting to {path}") from None
+            raise httpcore.ConnectTimeout(f"timed out connecting to {where}") from None
         except OSError as exc:
-            raise httpcore.ConnectError(f"cannot connect to {path}: {exc.strerror or exc}") from None
+            raise httpcore.ConnectError(f"cannot connect to {where}: {exc.strerror or exc}") from None
         return self._finish(transport, pipe, socket_options)
 
     @staticmethod

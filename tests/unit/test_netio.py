@@ -233,3 +233,29 @@ async def test_refused_connection_and_read_timeout():
             await client.fim(fim_request(stream=False))
     finally:
         await client.aclose()
+
+
+async def test_unix_socket_connections(tmp_path):
+    path = str(tmp_path / "fake.sock")
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(answer("over a unix socket"))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_unix_server(serve, path)
+    try:
+        async with httpcore.AsyncConnectionPool(uds=path, network_backend=AsyncioBackend()) as pool:
+            body = json.dumps({"prompt": "x"}).encode()
+            response = await pool.request(
+                "POST",
+                "http://localhost/beta/completions",
+                headers={"Content-Length": str(len(body))},
+                content=body,
+            )
+        assert json.loads(response.content)["choices"][0]["text"] == "over a unix socket"
+        with pytest.raises(httpcore.ConnectError, match="cannot connect to"):
+            await AsyncioBackend().connect_unix_socket(str(tmp_path / "missing.sock"), timeout=1)
+    finally:
+        server.close()
