@@ -22,13 +22,13 @@ import logging
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 import attrs
 import httpx
 
-from fimls import __version__
+from fimls import __version__, h1
 from fimls.netio import fast_transport
 
 logger = logging.getLogger(__name__)
@@ -273,7 +273,7 @@ def error_for(status: int, body: str, headers: Mapping[str, str], model: str = "
 
 
 class DeepSeekClient:
-    """One long-lived ``httpx.AsyncClient`` for everything the server asks DeepSeek."""
+    """Everything the server asks DeepSeek, over kept-alive connections (fimls.h1, or httpx)."""
 
     def __init__(
         self,
@@ -298,17 +298,28 @@ class DeepSeekClient:
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         limits = httpx.Limits(max_connections=16, max_keepalive_connections=8, keepalive_expiry=60)
-        self._transport = transport or fast_transport(limits)
+        context = httpx.create_ssl_context()
+        self._transport = transport or fast_transport(limits, context)
         self._http = httpx.AsyncClient(
             headers=headers,
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
             transport=self._transport,
             follow_redirects=False,
         )
-        # Completions skip the client's per-request layers (auth, cookies, redirects, hooks:
-        # none used here) and go straight to the transport, unless a proxy from the
-        # environment has to pick another one.
+        # Requests go over fimls's own HTTP/1.1 client (fimls.h1) unless a proxy from the
+        # environment or a transport given by the caller has to carry them.
         self._direct = not any(os.environ.get(name) for name in PROXY_VARIABLES)
+        self._h1: h1.H1Client | None = None
+        if self._direct and transport is None:
+            self._h1 = h1.H1Client(
+                context,
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+                max_connections=limits.max_connections or 16,
+                max_idle=limits.max_keepalive_connections or 8,
+                keepalive_expiry=limits.keepalive_expiry or 60.0,
+                headers=headers,
+            )
 
     @property
     def has_key(self) -> bool:
@@ -316,13 +327,16 @@ class DeepSeekClient:
         return bool(self._key)
 
     def open_connections(self) -> int:
-        """Connections held by the pool (0 when it cannot tell, e.g. a mock transport)."""
+        """Connections held by the pools (0 when it cannot tell, e.g. a mock transport)."""
         pool = getattr(self._transport, "_pool", None)
         connections = getattr(pool, "connections", None)
-        return len(connections) if isinstance(connections, list) else 0
+        held = len(connections) if isinstance(connections, list) else 0
+        return held + (self._h1.open_connections() if self._h1 else 0)
 
     async def aclose(self) -> None:
         """Close all connections."""
+        if self._h1 is not None:
+            await self._h1.aclose()
         await self._http.aclose()
 
     async def fim(
@@ -386,22 +400,30 @@ class DeepSeekClient:
                     body = (await response.aread()).decode("utf-8", "replace")
                     raise error_for(response.status_code, body, response.headers, request.model)
                 if request.stream:
-                    plain = response.headers.get("Content-Encoding", "identity") == "identity"
-                    raw = plain and not response.is_stream_consumed  # in-memory bodies: bytes only
-                    chunks = response.aiter_raw() if raw else response.aiter_bytes()
-                    return await _read_stream(chunks, done)
+                    return await _read_stream(_body_chunks(response), done)
                 raw = (await response.aread()).decode("utf-8", "replace")
                 return _parse_json_completion(raw)
-        except httpx.TimeoutException as exc:
+        except (httpx.TimeoutException, h1.ReadTimeout, h1.WriteTimeout, h1.ConnectTimeout) as exc:
             raise NetworkError(f"DeepSeek timed out ({type(exc).__name__})") from None
-        except (httpx.RemoteProtocolError, httpx.ReadError):
+        except (httpx.RemoteProtocolError, httpx.ReadError, h1.RemoteProtocolError):
             raise NetworkError("the connection to DeepSeek broke off in the middle of an answer") from None
-        except httpx.TransportError as exc:
+        except h1.InvalidHeader:
+            raise AuthError("the API key holds characters HTTP cannot send (a line break?)") from None
+        except (httpx.TransportError, h1.HTTPError) as exc:
             raise NetworkError(f"cannot reach DeepSeek: {type(exc).__name__}") from None
 
     @contextlib.asynccontextmanager
-    async def _post(self, url: str, content: bytes, headers: dict[str, str]) -> AsyncIterator[httpx.Response]:
+    async def _post(
+        self, url: str, content: bytes, headers: dict[str, str]
+    ) -> AsyncIterator[httpx.Response | h1.Response]:
         """POST with a streamed answer, closed on leaving the block."""
+        if self._h1 is not None:
+            answer = await self._h1.request("POST", url, content, headers)
+            try:
+                yield answer
+            finally:
+                answer.close()
+            return
         request = self._http.build_request("POST", url, content=content, headers=headers)
         if self._direct:
             response = await self._transport.handle_async_request(request)
@@ -417,15 +439,26 @@ class DeepSeekClient:
         if self.refusal:
             raise InsecureError(self.refusal)
         try:
-            response = await self._http.get(self.root + path)
-        except httpx.TimeoutException:
+            if self._h1 is not None:
+                answer = await self._h1.request("GET", self.root + path, b"", {})
+                try:
+                    raw = await answer.aread()
+                finally:
+                    answer.close()
+                status, headers, text = answer.status_code, answer.headers, raw.decode("utf-8", "replace")
+            else:
+                response = await self._http.get(self.root + path)
+                status, headers, text = response.status_code, response.headers, response.text
+        except (httpx.TimeoutException, h1.ReadTimeout, h1.WriteTimeout, h1.ConnectTimeout):
             raise NetworkError(f"GET {path} timed out") from None
-        except httpx.TransportError as exc:
+        except h1.InvalidHeader:
+            raise AuthError("the API key holds characters HTTP cannot send (a line break?)") from None
+        except (httpx.TransportError, h1.HTTPError) as exc:
             raise NetworkError(f"cannot reach DeepSeek: {type(exc).__name__}") from None
-        if response.status_code != 200:
-            raise error_for(response.status_code, response.text, response.headers)
+        if status != 200:
+            raise error_for(status, text, headers)
         try:
-            return json.loads(response.text.strip())
+            return json.loads(text.strip())
         except ValueError:
             raise ProtocolError(f"GET {path} returned invalid JSON") from None
 
@@ -452,19 +485,19 @@ class DeepSeekClient:
 
 
 def _first_choice(data: Any) -> tuple[str, str | None]:
-    if not isinstance(data, Mapping):
+    if type(data) is not dict:  # what json.loads makes of an object
         raise ProtocolError("DeepSeek answer is not a JSON object")
     choices = data.get("choices")
-    if not isinstance(choices, list):
+    if type(choices) is not list:
         raise ProtocolError("DeepSeek answer has no choices")
     if not choices:
         return "", None
     choice = choices[0]
-    if not isinstance(choice, Mapping):
+    if type(choice) is not dict:
         raise ProtocolError("DeepSeek choice is not an object")
     text = choice.get("text")
     reason = choice.get("finish_reason")
-    return (text if isinstance(text, str) else ""), (reason if isinstance(reason, str) else None)
+    return (text if type(text) is str else ""), (reason if type(reason) is str else None)
 
 
 def _parse_json_completion(raw: str) -> FimResult:
@@ -477,6 +510,15 @@ def _parse_json_completion(raw: str) -> FimResult:
     if isinstance(data, Mapping) and not data.get("choices"):
         raise ProtocolError("DeepSeek answer has no choices")
     return FimResult(text, reason, Usage.parse(data.get("usage")))
+
+
+def _body_chunks(response: httpx.Response | h1.Response) -> AsyncIterator[bytes]:
+    """The decoded body as it arrives, straight off the wire when it is not encoded."""
+    if isinstance(response, h1.Response):
+        return response.aiter_bytes()
+    plain = response.headers.get("Content-Encoding", "identity") == "identity"
+    raw = plain and not response.is_stream_consumed  # in-memory bodies: bytes only
+    return response.aiter_raw() if raw else response.aiter_bytes()
 
 
 async def _sse_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
@@ -492,6 +534,23 @@ async def _sse_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]
         yield [pending]
 
 
+def _events(payloads: list[bytes]) -> Iterator[Any]:
+    """Decode SSE ``data:`` payloads, all in one ``json.loads`` when they are well formed."""
+    if len(payloads) > 1:
+        try:
+            decoded = json.loads(b"[" + b",".join(payloads) + b"]")
+        except ValueError:
+            decoded = None
+        if isinstance(decoded, list) and len(decoded) == len(payloads):
+            yield from decoded
+            return
+    for payload in payloads:  # find the bad one; the good ones before it still count
+        try:
+            yield json.loads(payload)
+        except ValueError:
+            raise ProtocolError("DeepSeek sent a malformed stream chunk") from None
+
+
 async def _read_stream(chunks: AsyncIterator[bytes], done: Callable[[str], bool] | None) -> FimResult:
     """Collect an SSE answer, skipping blank lines and ``:`` comments (keep-alives)."""
     parts: list[str] = []
@@ -499,21 +558,18 @@ async def _read_stream(chunks: AsyncIterator[bytes], done: Callable[[str], bool]
     usage: Usage | None = None
     finished = False
     async for lines in _sse_lines(chunks):
-        for raw in lines:
-            if not raw.startswith(b"data:") or finished:
-                continue
-            payload = raw[5:].strip()
-            if payload == b"[DONE]":
-                finished = True  # read on to the end of the body so the connection is reused
-                continue
-            try:
-                data = json.loads(payload)
-            except ValueError:
-                raise ProtocolError("DeepSeek sent a malformed stream chunk") from None
-            if isinstance(data, Mapping) and data.get("usage"):
-                usage = Usage.parse(data["usage"]) or usage
-            if isinstance(data, Mapping) and data.get("choices") == []:
-                continue
+        if finished:
+            continue  # read on to the end of the body so the connection is reused
+        payloads = [raw[5:].strip() for raw in lines if raw.startswith(b"data:")]
+        if b"[DONE]" in payloads:
+            finished = True
+            del payloads[payloads.index(b"[DONE]") :]
+        for data in _events(payloads):
+            if type(data) is dict:  # JSON objects; anything else fails in _first_choice
+                if data.get("usage"):
+                    usage = Usage.parse(data["usage"]) or usage
+                if data.get("choices") == []:
+                    continue
             text, chunk_reason = _first_choice(data)
             parts.append(text)
             reason = chunk_reason or reason

@@ -72,11 +72,15 @@ class _Pipe(asyncio.Protocol):
 
     def take(self, max_bytes: int) -> bytes:
         data = bytes(self.buffer[:max_bytes])
-        del self.buffer[:max_bytes]
+        self.discard(max_bytes)
+        return data
+
+    def discard(self, count: int) -> None:
+        """Drop the first ``count`` buffered bytes, resuming reads once the buffer drains."""
+        del self.buffer[:count]
         if self.reading_paused and len(self.buffer) <= HIGH_WATER // 4 and self.transport is not None:
             self.transport.resume_reading()
             self.reading_paused = False
-        return data
 
     async def wait_readable(self) -> None:
         waiter = asyncio.get_running_loop().create_future()
@@ -254,12 +258,12 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         await asyncio.sleep(seconds)
 
 
-def fast_transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
+def fast_transport(limits: httpx.Limits, context: ssl.SSLContext | None = None) -> httpx.AsyncHTTPTransport:
     """httpx's own transport (TLS settings, error mapping), running on :class:`AsyncioBackend`.
 
     Falls back to the stock network layer if this httpx keeps its pool elsewhere.
     """
-    context = httpx.create_ssl_context()
+    context = context or httpx.create_ssl_context()
     transport = httpx.AsyncHTTPTransport(verify=context, limits=limits)
     if isinstance(getattr(transport, "_pool", None), httpcore.AsyncConnectionPool):
         transport._pool = httpcore.AsyncConnectionPool(
