@@ -152,6 +152,22 @@ class FimlsProtocol(LanguageServerProtocol):
             return
         super().handle_message(message)
 
+    # -- warm-up -------------------------------------------------------------------
+
+    def warm_up(self, samples: Iterable[dict[str, Any]], results: Iterable[Any]) -> None:
+        """Read ``samples`` and write ``results`` without sending anything, so cattrs builds
+        its converters for these messages now rather than on the first keystroke."""
+        samples, results = list(samples), list(results)
+        # Twice: registering a hook clears cattrs's dispatch cache, so a converter built
+        # early in the first round may have to be looked up again.
+        for _ in range(2):
+            for sample in samples:
+                message_type = self.get_message_type(sample["method"])
+                if message_type is not None:
+                    self._converter.structure({"jsonrpc": "2.0", **sample}, message_type)
+            for result in results:
+                json.dumps({"jsonrpc": "2.0", "id": 0, "result": result}, default=self._serialize_message)
+
     # -- lifecycle and documents ----------------------------------------------------
 
     @lsp_method(types.INITIALIZE)

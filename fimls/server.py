@@ -236,6 +236,51 @@ def _pollable(fd: int) -> bool:
     return True
 
 
+_WARM_URI = "untitled:fimls-warm-up"
+_WARM_POSITION = {"line": 0, "character": 1}
+_WARM_DOCUMENT = {"textDocument": {"uri": _WARM_URI}, "position": _WARM_POSITION}
+_WARM_MESSAGES: list[dict[str, Any]] = [
+    {
+        "method": types.TEXT_DOCUMENT_DID_CHANGE,
+        "params": {
+            "textDocument": {"uri": _WARM_URI, "version": 2},
+            "contentChanges": [
+                {"range": {"start": _WARM_POSITION, "end": _WARM_POSITION}, "text": "x"},
+                {"text": "x = 1\n"},
+            ],
+        },
+    },
+    {
+        "method": types.TEXT_DOCUMENT_INLINE_COMPLETION,
+        "id": 0,
+        "params": {**_WARM_DOCUMENT, "context": {"triggerKind": 2}},
+    },
+    {
+        "method": types.TEXT_DOCUMENT_COMPLETION,
+        "id": 0,
+        "params": {**_WARM_DOCUMENT, "context": {"triggerKind": 1}},
+    },
+    {"method": types.CANCEL_REQUEST, "params": {"id": 0}},
+]
+
+
+def _warm_up(ls: FimlsServer) -> None:
+    """Prepare the keystroke path's (de)serialisers while the editor is still starting."""
+    snap = Document(_WARM_URI, "x = 1\n").snapshot(
+        0, 1, encoding=ls.encoding, max_prefix=99, max_suffix=99, anchor=1
+    )
+    found = [Suggestion(" = 2", 4)]
+    results = [
+        items.inline_items(snap, found),
+        items.completion_list(snap, found, snippets=ls.snippets, markdown=ls.markdown, as_is=ls.as_is),
+    ]
+    assert isinstance(ls.protocol, FimlsProtocol)
+    try:
+        ls.protocol.warm_up(_WARM_MESSAGES, results)
+    except Exception as error:  # a cold start is slower, never broken
+        logger.debug("warm-up skipped: %s", error)
+
+
 def create_server(transport: httpx.AsyncBaseTransport | None = None) -> FimlsServer:
     """Build the server and register every handler."""
     server = FimlsServer(transport)
@@ -271,6 +316,7 @@ def create_server(transport: httpx.AsyncBaseTransport | None = None) -> FimlsSer
     @server.feature(types.INITIALIZED)
     def initialized(ls: FimlsServer, _params: types.InitializedParams) -> None:
         assert ls.engine is not None
+        _warm_up(ls)
         if ls.engine.client.refusal:
             ls.notices.notify("insecure", f"fimls: {ls.engine.client.refusal}", "error")
             return

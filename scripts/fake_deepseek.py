@@ -446,7 +446,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(log, *invalid)
             return
         reply = fake._next_reply(body)
-        delay = max(0.0, reply.delay + fake.latency)
+        # The answer starts ``latency`` after the request line arrived: the fake's own
+        # reading and parsing are part of its latency, as they are of a real server's.
+        delay = max(0.0, reply.delay + fake.latency - (time.monotonic() - log.started))
         stream = body.get("stream") is True
         if reply.status >= 400 or reply.raw_body is not None:
             self._wait(delay)
@@ -510,9 +512,7 @@ class _Handler(BaseHTTPRequestHandler):
         """SSE answer: keep-alives, content chunks, optional usage chunk, [DONE]."""
         headers = {"Cache-Control": "no-cache", **reply.headers}
         self._start_chunked(log, reply.status, "text/event-stream", headers)
-        if not self._keepalive(b": keep-alive\n\n", delay, forever=reply.keepalive_forever):
-            return
-        self._chunk(b": keep-alive\n\n")
+        waited_from = time.monotonic()
         size = max(1, reply.chunk_size)
         pieces = [text[i : i + size] for i in range(0, len(text), size)] or [""]
         events: list[bytes] = []
@@ -528,7 +528,22 @@ class _Handler(BaseHTTPRequestHandler):
         if usage is not None:
             events.append(_sse({**base, "choices": [], "usage": usage}))
         events.append(b"data: [DONE]\n\n")
+        # The events are ready before the wait, so the answer goes out right at its time.
+        delay -= time.monotonic() - waited_from
+        if not self._keepalive(b": keep-alive\n\n", delay, forever=reply.keepalive_forever):
+            return
         cut_at = len(pieces) // 2 if reply.cut_stream else -1
+        # Without a chunk delay the whole answer goes out in one write, as from a backend
+        # that answers after a fixed latency; the HTTP chunks inside it stay as they are.
+        batch: list[bytes] | None = [] if reply.chunk_delay <= 0 and cut_at < 0 else None
+
+        def chunk(data: bytes) -> None:
+            if batch is None:
+                self._chunk(data)
+            else:
+                batch.append(b"%X\r\n%s\r\n" % (len(data), data))
+
+        chunk(b": keep-alive\n\n")
         for i, event in enumerate(events):
             if i and reply.chunk_delay > 0:
                 self._wait(reply.chunk_delay)
@@ -539,13 +554,17 @@ class _Handler(BaseHTTPRequestHandler):
                 # Split the first event across two HTTP chunks (mid-UTF-8 too):
                 # clients must buffer partial lines.
                 half = len(event) // 2
-                self._chunk(event[:half])
-                self._chunk(event[half:])
+                chunk(event[:half])
+                chunk(event[half:])
             else:
-                self._chunk(event)
+                chunk(event)
             if i == 1 and i < len(events) - 1:
-                self._chunk(b"\n")  # a stray empty line clients must skip
-        self._end_chunks(log)
+                chunk(b"\n")  # a stray empty line clients must skip
+        if batch is None:
+            self._end_chunks(log)
+            return
+        self._write(b"".join(batch) + b"0\r\n\r\n")
+        log.completed = True
 
     def _keepalive(self, frame: bytes, seconds: float, *, forever: bool) -> bool:
         """Send frame every 50 ms for seconds; False if we hung up (forever cap)."""
