@@ -10,15 +10,20 @@ over in batches of whatever has arrived.  Proxies and injected transports stay o
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import socket
 import ssl
 import zlib
 from collections.abc import AsyncIterator, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from fimls.netio import _Pipe
+
+logger = logging.getLogger(__name__)
 
 MAX_HEAD = 64 * 1024
 """Largest status line plus headers accepted."""
@@ -113,6 +118,8 @@ class Connection:
 
 
 _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER, _DONE = range(5)
+_CHUNK_LINE = re.compile(rb"[ \t]*([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\r\n]*)?\r?\n")
+"""A chunk-size line: hex digits, optional extensions, then the line end."""
 
 
 class Response:
@@ -199,6 +206,8 @@ class Response:
             self._client._release(connection)
         else:
             self._client._discard(connection)
+            if self._state != _DONE:  # left mid-answer (complete enough, or cancelled)
+                self._client._prepare(connection.origin)
 
     def _take(self, pipe: _Pipe) -> bytes:
         """Consume what the buffer holds of the body; advance the framing state."""
@@ -214,38 +223,49 @@ class Response:
             if not self._left:
                 self._state = _DONE
             return data
-        pieces: list[bytes] = []
+        pieces: list[bytes | bytearray] = []
         at = 0
         size = len(buffer)
         while self._state != _DONE and at < size:
-            if self._state == _CHUNK_DATA:
+            if self._state == _CHUNK_SIZE:
+                match = _CHUNK_LINE.match(buffer, at)
+                if match is None:
+                    if buffer.find(b"\n", at) >= 0 or size - at > MAX_LINE:
+                        raise RemoteProtocolError("malformed chunk size in DeepSeek's answer")
+                    break
+                left = int(match.group(1), 16)
+                at = match.end()
+                if not left:
+                    self._state = _TRAILER
+                    continue
+                end = at + left
+                if buffer[end : end + 2] == b"\r\n":  # the whole chunk is here
+                    pieces.append(buffer[at:end])
+                    at = end + 2
+                    continue
+                self._left = left
+                self._state = _CHUNK_DATA
+            elif self._state == _CHUNK_DATA:
                 end = min(at + self._left, size)
-                pieces.append(bytes(buffer[at:end]))
+                pieces.append(buffer[at:end])
                 self._left -= end - at
                 at = end
                 if not self._left:
                     self._state = _CHUNK_END
-                continue
-            newline = buffer.find(b"\n", at)
-            if newline < 0:
-                if size - at > MAX_LINE:
-                    raise RemoteProtocolError("malformed chunked answer from DeepSeek")
-                break
-            line = bytes(buffer[at:newline]).rstrip(b"\r")
-            at = newline + 1
-            if self._state == _CHUNK_SIZE:
-                digits = line.split(b";", 1)[0].strip()
-                try:
-                    self._left = int(digits, 16)
-                except ValueError:
-                    raise RemoteProtocolError("malformed chunk size in DeepSeek's answer") from None
-                self._state = _CHUNK_DATA if self._left > 0 else _TRAILER
-            elif self._state == _CHUNK_END:
-                if line:
-                    raise RemoteProtocolError("malformed chunked answer from DeepSeek")
-                self._state = _CHUNK_SIZE
-            elif not line:  # _TRAILER: an empty line ends the body
-                self._state = _DONE
+            else:
+                newline = buffer.find(b"\n", at)
+                if newline < 0:
+                    if size - at > MAX_LINE:
+                        raise RemoteProtocolError("malformed chunked answer from DeepSeek")
+                    break
+                line = buffer[at:newline].rstrip(b"\r")
+                at = newline + 1
+                if self._state == _CHUNK_END:
+                    if line:
+                        raise RemoteProtocolError("malformed chunked answer from DeepSeek")
+                    self._state = _CHUNK_SIZE
+                elif not line:  # _TRAILER: an empty line ends the body
+                    self._state = _DONE
         pipe.discard(at)
         return b"".join(pieces)
 
@@ -278,6 +298,7 @@ class H1Client:
         self._open: set[Connection] = set()
         self._connecting = 0
         self._waiters: list[asyncio.Future[None]] = []
+        self._spares: set[asyncio.Task[None]] = set()
         self._closed = False
 
     def open_connections(self) -> int:
@@ -287,6 +308,8 @@ class H1Client:
     async def aclose(self) -> None:
         """Close every connection; later requests fail."""
         self._closed = True
+        for task in list(self._spares):
+            task.cancel()
         for connection in list(self._open):
             self._discard(connection)
         for waiter in self._waiters:
@@ -358,6 +381,10 @@ class H1Client:
         loop = asyncio.get_running_loop()
         pipe = _Pipe()
         tls = scheme == "https"
+        # Happy eyeballs (IPv6 and IPv4 raced) where the event loop offers it; uvloop does not.
+        racing: dict[str, Any] = (
+            {"happy_eyeballs_delay": 0.25} if isinstance(loop, asyncio.BaseEventLoop) else {}
+        )
         try:
             async with asyncio.timeout(self._connect_timeout):
                 transport, _ = await loop.create_connection(
@@ -367,13 +394,12 @@ class H1Client:
                     ssl=self._ssl if tls else None,
                     server_hostname=host if tls else None,
                     ssl_handshake_timeout=self._connect_timeout if tls else None,
-                    happy_eyeballs_delay=0.25,
+                    **racing,
                 )
         except TimeoutError:
             raise ConnectTimeout(f"timed out connecting to {host}:{port}") from None
         except OSError as exc:  # ssl.SSLError included
             raise ConnectError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
-        assert isinstance(transport, asyncio.Transport)
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -424,6 +450,29 @@ class H1Client:
             tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
             keep_alive = "keep-alive" in tokens if version == "HTTP/1.0" else "close" not in tokens
             return status, headers, keep_alive
+
+    def _prepare(self, origin: Origin) -> None:
+        """Open a spare connection to ``origin`` in the background, so the request after an
+        abandoned answer does not wait for a TCP and TLS handshake."""
+        if self._closed or self._spares or any(c.origin == origin for c in self._idle):
+            return
+        if len(self._open) + self._connecting >= self._max_open:
+            return
+
+        async def connect() -> None:
+            self._connecting += 1
+            try:
+                connection = await self._connect(origin)
+            except HTTPError as error:
+                logger.debug("no spare connection: %s", error)
+                return
+            finally:
+                self._connecting -= 1
+            self._release(connection)
+
+        task = asyncio.get_running_loop().create_task(connect())
+        self._spares.add(task)
+        task.add_done_callback(self._spares.discard)
 
     def _release(self, connection: Connection) -> None:
         if self._closed or not connection.reusable():

@@ -15,7 +15,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 import httpcore
 import httpx
@@ -42,8 +42,7 @@ class _Pipe(asyncio.Protocol):
         self._writing_paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -169,7 +168,6 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             raise httpcore.ConnectError(f"TLS handshake failed: {exc}") from None
         if tls is None:  # pragma: no cover - only when the loop lost the transport
             raise httpcore.ConnectError("TLS handshake failed")
-        assert isinstance(tls, asyncio.Transport)
         self._pipe.transport = tls
         return AsyncioStream(tls, self._pipe)
 
@@ -245,7 +243,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
     def _finish(
         transport: asyncio.BaseTransport, pipe: _Pipe, socket_options: Iterable[SocketOption] | None
     ) -> AsyncioStream:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         for option in socket_options or ():
             if sock is not None:

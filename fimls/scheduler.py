@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 SPIN = 0.0015
 """Seconds before a debounce deadline from which the wait polls instead of sleeping."""
@@ -12,10 +13,10 @@ class Ticket:
     """One request's claim on its document (implements the engine's ``Gate``)."""
 
     def __init__(self, delay: float, since: float | None = None) -> None:
-        loop = asyncio.get_running_loop()
         self.delay = delay
-        self.deadline = (loop.time() if since is None else since) + delay
-        self.abandoned: asyncio.Future[None] | None = loop.create_future()
+        # time.monotonic, not loop.time(): some event loops count whole milliseconds.
+        self.deadline = (time.monotonic() if since is None else since) + delay
+        self.abandoned: asyncio.Future[None] | None = asyncio.get_running_loop().create_future()
 
     @property
     def superseded(self) -> bool:
@@ -31,15 +32,14 @@ class Ticket:
         """Wait out the debounce; returns ``False`` as soon as the ticket is superseded."""
         if self.superseded:
             return False
-        loop = asyncio.get_running_loop()
-        left = self.deadline - loop.time()
+        left = self.deadline - time.monotonic()
         if left <= 0 or self.abandoned is None:
             return True
         # The event loop's timers wake up to 1 ms late (epoll counts whole milliseconds), so
         # sleep to just before the deadline and yield to the loop for the last stretch.
         if left > SPIN:
             await asyncio.wait((self.abandoned,), timeout=left - SPIN)
-        while not self.superseded and loop.time() < self.deadline:
+        while not self.superseded and time.monotonic() < self.deadline:
             await asyncio.sleep(0)
         return not self.superseded
 
@@ -57,7 +57,7 @@ class Scheduler:
     def claim(self, uri: str, delay: float, kind: str = "inline", since: float | None = None) -> Ticket:
         """A ticket for a new request on ``uri``, superseding any older one of ``kind``.
 
-        The debounce runs from ``since`` (when the request arrived, on the loop's clock),
+        The debounce runs from ``since`` (when the request arrived, by ``time.monotonic``),
         so time spent reading and dispatching it is not added on top.
         """
         old = self._current.get((uri, kind))

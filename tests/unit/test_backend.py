@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from fimls.backend import (
+    EVENT_BATCH,
     AuthError,
     BalanceError,
     DeepSeekClient,
@@ -149,6 +150,25 @@ async def test_stream_stops_early_once_done():
     client, _ = client_for(lambda req: httpx.Response(200, content=body))
     result = await client.fim(request(stream=True), done=lambda text: "\n" in text)
     assert result.early_close and result.text == "first line\nsec"
+
+
+@pytest.mark.parametrize("events", [3, EVENT_BATCH + 5, 3 * EVENT_BATCH])
+async def test_many_events_in_one_read_are_decoded_in_order(events):
+    pieces = [f"p{i} " for i in range(events)]
+    body = sse(*(chunk(piece) for piece in pieces), chunk("", "stop"), "data: [DONE]")
+    client, _ = client_for(lambda req: httpx.Response(200, content=body))
+    result = await client.fim(request(stream=True))
+    assert result.text == "".join(pieces) and result.finish_reason == "stop"
+
+
+async def test_a_malformed_event_after_a_complete_answer_is_never_read():
+    good = [chunk(f"line {i}\n") for i in range(EVENT_BATCH + 2)]
+    body = sse(*good, "data: {not json", "data: [DONE]")
+    client, _ = client_for(lambda req: httpx.Response(200, content=body))
+    result = await client.fim(request(stream=True), done=lambda text: text.count("\n") == 2)
+    assert result.early_close and result.text == "line 0\nline 1\n"
+    with pytest.raises(ProtocolError, match="malformed stream chunk"):
+        await client.fim(request(stream=True), done=lambda text: False)
 
 
 async def test_stream_cut_without_done_is_an_error():

@@ -160,6 +160,9 @@ async def test_gzip_body_is_decoded(client):
         (b"HTTP/1.1 200 OK\r\nbad header line\r\n\r\n", "malformed header"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: ten\r\n\r\n", "invalid Content-Length"),
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "malformed chunk size"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\n", "malformed chunk size"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x3\r\nabc\r\n", "malformed chunk size"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1_0\r\n", "malformed chunk size"),
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabXY\r\n", "malformed chunked"),
         (b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: 1\r\n\r\nx", "unsupported encoding"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "closed in the middle"),
@@ -414,3 +417,43 @@ async def test_closing_the_client_releases_queued_requests(client):
             await queued
         with pytest.raises(h1.HTTPError):
             await first
+
+
+async def test_an_answer_left_midway_leaves_a_spare_connection(client):
+    async def handler(reader, writer):
+        while True:
+            await server.read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+            await writer.drain()
+
+    async with Server(handler) as server:
+        for round in range(1, 4):
+            answer = await client.request("POST", server.url, b"{}", {})
+            assert [piece async for piece in _first(answer)] == [b"first"]
+            answer.close()  # the rest is not needed: the connection cannot be reused
+            await asyncio.sleep(0.05)
+            assert client.open_connections() == 1  # a fresh one, ready for the next request
+            assert server.connections == round + 1
+        assert len(client._idle) == 1
+
+
+async def _first(answer: h1.Response):
+    async for piece in answer.aiter_bytes():
+        yield piece
+        return
+
+
+async def test_no_spare_connection_after_a_complete_answer_or_a_closed_client(client):
+    async def handler(reader, writer):
+        await server.read_request(reader)
+        writer.write(ok(b"done", b"Connection: close"))
+        await writer.drain()
+
+    async with Server(handler) as server:
+        await exchange(server, client)
+        await asyncio.sleep(0.05)
+        assert server.connections == 1 and client.open_connections() == 0
+        client._prepare(h1.split_url(server.url)[0])
+        await client.aclose()
+        await asyncio.sleep(0.05)
+        assert client.open_connections() == 0
