@@ -7,8 +7,8 @@ of it no server code can remove, so the two can be compared on the same machine:
   an editor and a language server pay per request at least);
 - ``raw HTTP round trip``: a hand-written HTTP/1.1 request to the fake DeepSeek and its
   answer over one kept-alive loopback connection, minus the fake's own time;
-- ``fimls HTTP client``: the same through :class:`fimls.backend.DeepSeekClient` (httpx on
-  fimls's asyncio network layer), JSON and SSE answers;
+- ``fimls HTTP client``: the same through :class:`fimls.backend.DeepSeekClient` (fimls's
+  own HTTP/1.1 client, :mod:`fimls.h1`, on asyncio's event loop), JSON and SSE answers;
 - ``asyncio timer lateness``: how late ``asyncio.sleep`` wakes up (epoll counts whole
   milliseconds).
 
