@@ -21,15 +21,18 @@ import json
 import logging
 import os
 import random
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import attrs
-import httpx
 
 from fimls import __version__, h1
-from fimls.netio import fast_transport
+
+if TYPE_CHECKING:  # httpx is imported only when a proxy or an injected transport needs it
+    import httpx
 
 logger = logging.getLogger(__name__)
 
@@ -100,20 +103,25 @@ class InsecureError(BackendError):
     kind = "insecure"
 
 
+MAX_CONNECTIONS = 16
+MAX_IDLE = 8
+KEEPALIVE_EXPIRY = 60.0
+
 LOOPBACK_HOSTS = frozenset({"localhost", "::1", "[::1]"})
 
 
 def insecure_reason(url: str, allow_insecure_http: bool) -> str | None:
     """Why fimls refuses to send code to ``url``, or ``None`` when it may."""
     try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL:
+        parsed = urlsplit(url)
+        parsed.port  # noqa: B018 - raises for a port that is not a number
+    except ValueError:
         return f"the base URL {url!r} is not a valid URL"
     if parsed.scheme == "https":
         return None
     if parsed.scheme != "http":
         return f"unsupported URL scheme {parsed.scheme!r} in the base URL"
-    host = parsed.host
+    host = parsed.hostname or ""
     if allow_insecure_http or host in LOOPBACK_HOSTS or host.startswith("127."):
         return None
     return (
@@ -215,8 +223,8 @@ def root_url(base_url: str) -> str:
 
 def public_url(base_url: str) -> str:
     """The base URL without credentials or query string, for display."""
-    parsed = httpx.URL(root_url(base_url))
-    return str(parsed.copy_with(userinfo=b"", query=None, fragment=None))
+    parsed = urlsplit(root_url(base_url))
+    return f"{parsed.scheme}://{parsed.netloc.rpartition('@')[2]}{parsed.path}"
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -297,29 +305,48 @@ class DeepSeekClient:
         headers = {"User-Agent": f"fimls/{__version__}", "Accept": "application/json"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
-        limits = httpx.Limits(max_connections=16, max_keepalive_connections=8, keepalive_expiry=60)
-        context = httpx.create_ssl_context()
-        self._transport = transport or fast_transport(limits, context)
-        self._http = httpx.AsyncClient(
-            headers=headers,
-            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
-            transport=self._transport,
-            follow_redirects=False,
-        )
+        self._headers = headers
+        self._timeouts = (connect_timeout, read_timeout)
+        self._context = h1.tls_context()
+        self._transport = transport
+        self._httpx: httpx.AsyncClient | None = None
         # Requests go over fimls's own HTTP/1.1 client (fimls.h1) unless a proxy from the
         # environment or a transport given by the caller has to carry them.
         self._direct = not any(os.environ.get(name) for name in PROXY_VARIABLES)
         self._h1: h1.H1Client | None = None
         if self._direct and transport is None:
             self._h1 = h1.H1Client(
-                context,
+                self._context,
                 connect_timeout=connect_timeout,
                 read_timeout=read_timeout,
-                max_connections=limits.max_connections or 16,
-                max_idle=limits.max_keepalive_connections or 8,
-                keepalive_expiry=limits.keepalive_expiry or 60.0,
+                max_connections=MAX_CONNECTIONS,
+                max_idle=MAX_IDLE,
+                keepalive_expiry=KEEPALIVE_EXPIRY,
                 headers=headers,
             )
+
+    @property
+    def _http(self) -> httpx.AsyncClient:
+        """httpx, for proxies and injected transports; loaded on first use."""
+        if self._httpx is None:
+            import httpx
+
+            from fimls.netio import fast_transport
+
+            limits = httpx.Limits(
+                max_connections=MAX_CONNECTIONS,
+                max_keepalive_connections=MAX_IDLE,
+                keepalive_expiry=KEEPALIVE_EXPIRY,
+            )
+            self._transport = self._transport or fast_transport(limits, self._context)
+            connect, read = self._timeouts
+            self._httpx = httpx.AsyncClient(
+                headers=self._headers,
+                timeout=httpx.Timeout(read, connect=connect),
+                transport=self._transport,
+                follow_redirects=False,
+            )
+        return self._httpx
 
     @property
     def has_key(self) -> bool:
@@ -337,7 +364,8 @@ class DeepSeekClient:
         """Close all connections."""
         if self._h1 is not None:
             await self._h1.aclose()
-        await self._http.aclose()
+        if self._httpx is not None:
+            await self._httpx.aclose()
 
     async def fim(
         self,
@@ -403,14 +431,13 @@ class DeepSeekClient:
                     return await _read_stream(_body_chunks(response), done)
                 raw = (await response.aread()).decode("utf-8", "replace")
                 return _parse_json_completion(raw)
-        except (httpx.TimeoutException, h1.ReadTimeout, h1.WriteTimeout, h1.ConnectTimeout) as exc:
-            raise NetworkError(f"DeepSeek timed out ({type(exc).__name__})") from None
-        except (httpx.RemoteProtocolError, httpx.ReadError, h1.RemoteProtocolError):
-            raise NetworkError("the connection to DeepSeek broke off in the middle of an answer") from None
-        except h1.InvalidHeader:
-            raise AuthError("the API key holds characters HTTP cannot send (a line break?)") from None
-        except (httpx.TransportError, h1.HTTPError) as exc:
-            raise NetworkError(f"cannot reach DeepSeek: {type(exc).__name__}") from None
+        except BackendError:
+            raise
+        except Exception as exc:
+            failure = _http_failure(exc, "DeepSeek timed out ({})")
+            if failure is None:
+                raise
+            raise failure from None
 
     @contextlib.asynccontextmanager
     async def _post(
@@ -426,6 +453,7 @@ class DeepSeekClient:
             return
         request = self._http.build_request("POST", url, content=content, headers=headers)
         if self._direct:
+            assert self._transport is not None  # set with the client
             response = await self._transport.handle_async_request(request)
             response.request = request
         else:
@@ -438,6 +466,7 @@ class DeepSeekClient:
     async def _get(self, path: str) -> Any:
         if self.refusal:
             raise InsecureError(self.refusal)
+        headers: Mapping[str, str]
         try:
             if self._h1 is not None:
                 answer = await self._h1.request("GET", self.root + path, b"", {})
@@ -449,12 +478,11 @@ class DeepSeekClient:
             else:
                 response = await self._http.get(self.root + path)
                 status, headers, text = response.status_code, response.headers, response.text
-        except (httpx.TimeoutException, h1.ReadTimeout, h1.WriteTimeout, h1.ConnectTimeout):
-            raise NetworkError(f"GET {path} timed out") from None
-        except h1.InvalidHeader:
-            raise AuthError("the API key holds characters HTTP cannot send (a line break?)") from None
-        except (httpx.TransportError, h1.HTTPError) as exc:
-            raise NetworkError(f"cannot reach DeepSeek: {type(exc).__name__}") from None
+        except Exception as exc:
+            failure = _http_failure(exc, f"GET {path} timed out")
+            if failure is None:
+                raise
+            raise failure from None
         if status != 200:
             raise error_for(status, text, headers)
         try:
@@ -510,6 +538,28 @@ def _parse_json_completion(raw: str) -> FimResult:
     if isinstance(data, Mapping) and not data.get("choices"):
         raise ProtocolError("DeepSeek answer has no choices")
     return FimResult(text, reason, Usage.parse(data.get("usage")))
+
+
+def _http_failure(exc: Exception, timed_out: str) -> BackendError | None:
+    """The :class:`BackendError` for an HTTP client's exception (fimls.h1's, or httpx's once
+    loaded); ``None`` for anything else.  ``timed_out`` may hold ``{}`` for the error's name."""
+    httpx = sys.modules.get("httpx")
+    timeouts: tuple[type[Exception], ...] = (h1.ReadTimeout, h1.WriteTimeout, h1.ConnectTimeout)
+    broken: tuple[type[Exception], ...] = (h1.RemoteProtocolError,)
+    failed: tuple[type[Exception], ...] = (h1.HTTPError,)
+    if httpx is not None:
+        timeouts += (httpx.TimeoutException,)
+        broken += (httpx.RemoteProtocolError, httpx.ReadError)
+        failed += (httpx.TransportError,)
+    if isinstance(exc, h1.InvalidHeader):
+        return AuthError("the API key holds characters HTTP cannot send (a line break?)")
+    if isinstance(exc, timeouts):
+        return NetworkError(timed_out.format(type(exc).__name__))
+    if isinstance(exc, broken):
+        return NetworkError("the connection to DeepSeek broke off in the middle of an answer")
+    if isinstance(exc, failed):
+        return NetworkError(f"cannot reach DeepSeek: {type(exc).__name__}")
+    return None
 
 
 def _body_chunks(response: httpx.Response | h1.Response) -> AsyncIterator[bytes]:

@@ -11,10 +11,9 @@ import shlex
 import subprocess
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
-import httpx
 
 from fimls import log, prompt
 from fimls.backend import (
@@ -31,6 +30,9 @@ from fimls.cache import CompletionCache, Flights, TypingThrough
 from fimls.config import Settings
 from fimls.document import Snapshot
 from fimls.stats import Stats
+
+if TYPE_CHECKING:
+    import httpx
 
 logger = logging.getLogger(__name__)
 

@@ -11,19 +11,99 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import socket
 import ssl
 import zlib
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any, cast
 from urllib.parse import urlsplit
 
-import httpx
-
-from fimls.netio import _Pipe
-
 logger = logging.getLogger(__name__)
+
+HIGH_WATER = 1 << 20
+"""Stop reading from the socket while this many received bytes wait to be consumed."""
+
+
+class _Pipe(asyncio.Protocol):
+    """Collects what the peer sends and wakes the reader or writer waiting on it."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.eof = False
+        self.error: BaseException | None = None
+        self.reading_paused = False
+        self._read_waiter: asyncio.Future[None] | None = None
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._writing_paused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) > HIGH_WATER and self.transport is not None:
+            self.transport.pause_reading()
+            self.reading_paused = True
+        self._wake_reader()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake_reader()
+        return False  # let the transport close itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = True
+        self.error = exc
+        self._wake_reader()
+        self._wake_writer()
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._wake_writer()
+
+    def take(self, max_bytes: int) -> bytes:
+        data = bytes(self.buffer[:max_bytes])
+        self.discard(max_bytes)
+        return data
+
+    def discard(self, count: int) -> None:
+        """Drop the first ``count`` buffered bytes, resuming reads once the buffer drains."""
+        del self.buffer[:count]
+        if self.reading_paused and len(self.buffer) <= HIGH_WATER // 4 and self.transport is not None:
+            self.transport.resume_reading()
+            self.reading_paused = False
+
+    async def wait_readable(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._read_waiter = waiter
+        try:
+            await waiter
+        finally:
+            self._read_waiter = None
+
+    async def wait_drained(self) -> None:
+        while self._writing_paused and self.error is None and not self.eof:
+            waiter = asyncio.get_running_loop().create_future()
+            self._drain_waiter = waiter
+            try:
+                await waiter
+            finally:
+                self._drain_waiter = None
+
+    def _wake_reader(self) -> None:
+        if self._read_waiter is not None and not self._read_waiter.done():
+            self._read_waiter.set_result(None)
+
+    def _wake_writer(self) -> None:
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+
 
 MAX_HEAD = 64 * 1024
 """Largest status line plus headers accepted."""
@@ -65,6 +145,37 @@ class _Stale(Exception):
 
 
 Origin = tuple[str, str, int]
+
+
+def tls_context() -> ssl.SSLContext:
+    """A verifying TLS context: ``SSL_CERT_FILE`` or ``SSL_CERT_DIR`` when set, else certifi's
+    bundle (what httpx uses, so both clients trust the same certificates)."""
+    if cafile := os.environ.get("SSL_CERT_FILE"):
+        return ssl.create_default_context(cafile=cafile)
+    if capath := os.environ.get("SSL_CERT_DIR"):
+        return ssl.create_default_context(capath=capath)
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+class Headers(Mapping[str, str]):
+    """An answer's headers: names match in any case, repeated ones are joined with ", "."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self._values: dict[str, str] = {}
+        for name, value in pairs:
+            key = name.lower()
+            self._values[key] = f"{self._values[key]}, {value}" if key in self._values else value
+
+    def __getitem__(self, name: str) -> str:
+        return self._values[name.lower()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
 
 
 def split_url(url: str) -> tuple[Origin, str]:
@@ -130,7 +241,7 @@ class Response:
         client: H1Client,
         connection: Connection,
         status: int,
-        headers: httpx.Headers,
+        headers: Headers,
         keep_alive: bool,
     ) -> None:
         self.status_code = status
@@ -417,7 +528,7 @@ class H1Client:
             except TimeoutError:
                 raise WriteTimeout("timed out sending the request to DeepSeek") from None
 
-    async def _read_head(self, connection: Connection, reused: bool) -> tuple[int, httpx.Headers, bool]:
+    async def _read_head(self, connection: Connection, reused: bool) -> tuple[int, Headers, bool]:
         pipe = connection.pipe
         while True:
             end = pipe.buffer.find(b"\r\n\r\n")
@@ -446,7 +557,7 @@ class H1Client:
             status = int(code)
             if 100 <= status < 200:
                 continue  # an interim answer; the real one follows
-            headers = httpx.Headers(pairs)
+            headers = Headers(pairs)
             tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
             keep_alive = "keep-alive" in tokens if version == "HTTP/1.0" else "close" not in tokens
             return status, headers, keep_alive

@@ -20,91 +20,11 @@ from typing import Any, cast
 import httpcore
 import httpx
 
+from fimls.h1 import _Pipe
+
 logger = logging.getLogger(__name__)
 
 SocketOption = tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
-
-HIGH_WATER = 1 << 20
-"""Stop reading from the socket while this many received bytes wait to be consumed."""
-
-
-class _Pipe(asyncio.Protocol):
-    """Collects what the peer sends and wakes the reader or writer waiting on it."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
-        self.eof = False
-        self.error: BaseException | None = None
-        self.reading_paused = False
-        self._read_waiter: asyncio.Future[None] | None = None
-        self._drain_waiter: asyncio.Future[None] | None = None
-        self._writing_paused = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        if len(self.buffer) > HIGH_WATER and self.transport is not None:
-            self.transport.pause_reading()
-            self.reading_paused = True
-        self._wake_reader()
-
-    def eof_received(self) -> bool:
-        self.eof = True
-        self._wake_reader()
-        return False  # let the transport close itself
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.eof = True
-        self.error = exc
-        self._wake_reader()
-        self._wake_writer()
-
-    def pause_writing(self) -> None:
-        self._writing_paused = True
-
-    def resume_writing(self) -> None:
-        self._writing_paused = False
-        self._wake_writer()
-
-    def take(self, max_bytes: int) -> bytes:
-        data = bytes(self.buffer[:max_bytes])
-        self.discard(max_bytes)
-        return data
-
-    def discard(self, count: int) -> None:
-        """Drop the first ``count`` buffered bytes, resuming reads once the buffer drains."""
-        del self.buffer[:count]
-        if self.reading_paused and len(self.buffer) <= HIGH_WATER // 4 and self.transport is not None:
-            self.transport.resume_reading()
-            self.reading_paused = False
-
-    async def wait_readable(self) -> None:
-        waiter = asyncio.get_running_loop().create_future()
-        self._read_waiter = waiter
-        try:
-            await waiter
-        finally:
-            self._read_waiter = None
-
-    async def wait_drained(self) -> None:
-        while self._writing_paused and self.error is None and not self.eof:
-            waiter = asyncio.get_running_loop().create_future()
-            self._drain_waiter = waiter
-            try:
-                await waiter
-            finally:
-                self._drain_waiter = None
-
-    def _wake_reader(self) -> None:
-        if self._read_waiter is not None and not self._read_waiter.done():
-            self._read_waiter.set_result(None)
-
-    def _wake_writer(self) -> None:
-        if self._drain_waiter is not None and not self._drain_waiter.done():
-            self._drain_waiter.set_result(None)
 
 
 class AsyncioStream(httpcore.AsyncNetworkStream):

@@ -11,9 +11,8 @@ import selectors
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-import httpx
 from lsprotocol import types
 from pygls.capabilities import get_capability
 from pygls.exceptions import FeatureRequestError, JsonRpcInternalError
@@ -30,6 +29,9 @@ from fimls.notices import Notices
 from fimls.privacy import Privacy
 from fimls.protocol import ARRIVED, FimlsProtocol, StampedReader, read_messages
 from fimls.scheduler import Scheduler
+
+if TYPE_CHECKING:
+    import httpx
 
 logger = logging.getLogger(__name__)
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import os
 from collections.abc import Awaitable, Callable
 
 import pytest
 
 from fimls import h1
 from fimls.backend import AuthError, DeepSeekClient, FimRequest, NetworkError
-from fimls.netio import HIGH_WATER
+from fimls.h1 import HIGH_WATER
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -457,3 +458,54 @@ async def test_no_spare_connection_after_a_complete_answer_or_a_closed_client(cl
         await client.aclose()
         await asyncio.sleep(0.05)
         assert client.open_connections() == 0
+
+
+def test_httpx_is_loaded_only_when_a_proxy_needs_it():
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "import fimls.server\n"
+        "from fimls.backend import DeepSeekClient\n"
+        "client = DeepSeekClient('https://api.deepseek.com', 'sk-x')\n"
+        "before = 'httpx' in sys.modules\n"
+        "if client._h1 is None:\n"
+        "    client._http\n"
+        "print(before, 'httpx' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    plain = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    proxied = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**env, "HTTPS_PROXY": "http://127.0.0.1:9"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert plain.stdout.split() == ["False", "False"]
+    assert proxied.stdout.split() == ["False", "True"]
+
+
+def test_tls_context_follows_ssl_cert_file(monkeypatch, tmp_path):
+    import ssl
+
+    import trustme
+
+    bundle = tmp_path / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    context = h1.tls_context()
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert len(context.get_ca_certs()) == 1
+    monkeypatch.delenv("SSL_CERT_FILE")
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    assert len(h1.tls_context().get_ca_certs()) > 50  # certifi's bundle
+
+
+def test_headers_match_names_in_any_case():
+    headers = h1.Headers([("Retry-After", "3"), ("X-A", "1"), ("x-a", "2")])
+    assert headers.get("retry-after") == "3" and headers["RETRY-AFTER"] == "3"
+    assert headers["X-a"] == "1, 2" and len(headers) == 2 and headers.get("missing") is None
