@@ -331,14 +331,12 @@ class DeepSeekClient:
         if self._httpx is None:
             import httpx
 
-            from fimls.netio import fast_transport
-
             limits = httpx.Limits(
                 max_connections=MAX_CONNECTIONS,
                 max_keepalive_connections=MAX_IDLE,
                 keepalive_expiry=KEEPALIVE_EXPIRY,
             )
-            self._transport = self._transport or fast_transport(limits, self._context)
+            self._transport = self._transport or httpx.AsyncHTTPTransport(verify=self._context, limits=limits)
             connect, read = self._timeouts
             self._httpx = httpx.AsyncClient(
                 headers=self._headers,

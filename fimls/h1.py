@@ -67,11 +67,6 @@ class _Pipe(asyncio.Protocol):
         self._writing_paused = False
         self._wake_writer()
 
-    def take(self, max_bytes: int) -> bytes:
-        data = bytes(self.buffer[:max_bytes])
-        self.discard(max_bytes)
-        return data
-
     def discard(self, count: int) -> None:
         """Drop the first ``count`` buffered bytes, resuming reads once the buffer drains."""
         del self.buffer[:count]

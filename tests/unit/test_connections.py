@@ -1,4 +1,4 @@
-"""fimls.netio: httpx on an asyncio-native socket layer, over plain TCP and TLS."""
+"""DeepSeekClient over plain TCP and TLS: keep-alive, certificates, streamed and large answers."""
 
 from __future__ import annotations
 
@@ -7,12 +7,10 @@ import json
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import httpcore
 import pytest
 import trustme
 
 from fimls.backend import DeepSeekClient, FimRequest, NetworkError
-from fimls.netio import AsyncioBackend
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -107,13 +105,6 @@ async def keep_alive_answers(reader: asyncio.StreamReader, writer: asyncio.Strea
         await read_request(reader)
         writer.write(answer("ok"))
         await writer.drain()
-
-
-def test_the_default_client_runs_on_the_asyncio_backend():
-    client = DeepSeekClient("https://api.deepseek.com/beta", "sk-x")
-    pool = client._http._transport._pool  # what fast_transport replaced
-    assert isinstance(pool, httpcore.AsyncConnectionPool)
-    assert isinstance(pool._network_backend, AsyncioBackend)
 
 
 async def test_plain_http_requests_reuse_one_connection():
@@ -233,29 +224,3 @@ async def test_refused_connection_and_read_timeout():
             await client.fim(fim_request(stream=False))
     finally:
         await client.aclose()
-
-
-async def test_unix_socket_connections(tmp_path):
-    path = str(tmp_path / "fake.sock")
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(answer("over a unix socket"))
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_unix_server(serve, path)
-    try:
-        async with httpcore.AsyncConnectionPool(uds=path, network_backend=AsyncioBackend()) as pool:
-            body = json.dumps({"prompt": "x"}).encode()
-            response = await pool.request(
-                "POST",
-                "http://localhost/beta/completions",
-                headers={"Content-Length": str(len(body))},
-                content=body,
-            )
-        assert json.loads(response.content)["choices"][0]["text"] == "over a unix socket"
-        with pytest.raises(httpcore.ConnectError, match="cannot connect to"):
-            await AsyncioBackend().connect_unix_socket(str(tmp_path / "missing.sock"), timeout=1)
-    finally:
-        server.close()
