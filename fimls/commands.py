@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from fimls import __version__, log
-from fimls.backend import BackendError, FimRequest, public_url
+from fimls import __version__
+from fimls.backends import BackendError, FimRequest, Finish
 from fimls.config import Settings, parse_settings
 from fimls.document import UTF32, Document
-from fimls.engine import MISSING_KEY, Engine
+from fimls.engine import Engine
 
 _LANGUAGES = {
     ".py": "python",
@@ -28,38 +30,55 @@ _LANGUAGES = {
 }
 
 
-def _parse_target(target: str) -> tuple[Path, int, int]:
-    path, _, rest = target.rpartition(":")
-    path2, _, line = path.rpartition(":")
-    if not path2:
-        raise ValueError(f"expected FILE:LINE:COL, got {target!r}")
-    return Path(path2), int(line), int(rest)
+class UsageError(Exception):
+    """The command line asks for something that cannot be done."""
+
+
+def parse_target(target: str) -> tuple[Path, int, int]:
+    """``FILE:LINE:COL`` (1-based) as a path and two numbers."""
+    path, _, col = target.rpartition(":")
+    path, _, line = path.rpartition(":")
+    if not path:
+        raise UsageError(f"expected FILE:LINE:COL, got {target!r}")
+    for name, value in (("LINE", line), ("COL", col)):
+        if not value.isdigit() or int(value) < 1:
+            raise UsageError(f"{name} must be a whole number from 1 up, got {value!r} in {target!r}")
+    return Path(path), int(line), int(col)
 
 
 def _settings(raw: Any) -> Settings:
     settings, problems = parse_settings(raw)
     for problem in problems:
         print(f"fimls: {problem}", file=sys.stderr)
-    log.add_secrets([settings.api_key])
     return settings
+
+
+def _document(path: Path, line: int, col: int, language: str) -> tuple[Document, tuple[int, int]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    doc = Document(path.resolve().as_uri(), text, 0, language or _LANGUAGES.get(path.suffix, ""))
+    if line > len(doc.lines):
+        raise UsageError(f"{path} has {len(doc.lines)} line(s); there is no line {line}")
+    width = len(doc.line_text(line - 1))
+    if col > width + 1:
+        raise UsageError(f"line {line} of {path} has {width} character(s); column {col} is past its end")
+    return doc, (line - 1, col - 1)
 
 
 async def complete(target: str, raw: Any, language: str) -> int:
     """Print the completion at FILE:LINE:COL (1-based); exit status 0 when there is one."""
     try:
-        path, line, col = _parse_target(target)
-        text = path.read_text(encoding="utf-8")
-    except (ValueError, OSError) as exc:
+        path, line, col = parse_target(target)
+        doc, (row, column) = _document(path, line, col, language)
+    except UsageError as exc:
         print(f"fimls: {exc}", file=sys.stderr)
         return 2
     settings = _settings(raw)
-    doc = Document(path.resolve().as_uri(), text, 0, language or _LANGUAGES.get(path.suffix, ""))
-    where = doc.index_at(line - 1, col - 1, UTF32)
-    if where is None or line < 1 or col < 1:
-        print(f"fimls: {line}:{col} is outside {path}", file=sys.stderr)
-        return 2
     snap = doc.snapshot(
-        *where,
+        row,
+        column,
         encoding=UTF32,
         max_prefix=settings.max_prefix_chars,
         max_suffix=settings.max_suffix_chars,
@@ -82,65 +101,87 @@ async def complete(target: str, raw: Any, language: str) -> int:
     return 0
 
 
-async def doctor(raw: Any) -> int:
-    """Check the URL, key, models, balance and one FIM call; exit status 0 when all pass."""
-    settings = _settings(raw)
-    engine = Engine(settings)
-    failures = 0
+class _Report:
+    def __init__(self) -> None:
+        self.failures = 0
 
-    def report(ok: bool, what: str, detail: str) -> None:
-        nonlocal failures
-        failures += not ok
+    def __call__(self, ok: bool, what: str, detail: str) -> None:
+        self.failures += not ok
         print(f"{'PASS' if ok else 'FAIL'}  {what}: {detail}")
 
+
+async def doctor(raw: Any) -> int:
+    """Check the URL, key, models, the backend's specifics and one FIM call; 0 when all pass."""
+    settings = _settings(raw)
+    engine = Engine(settings)
+    backend = engine.backend
+    report = _Report()
     try:
-        print(f"fimls {__version__}, backend {public_url(settings.base_url)}")
-        report(not engine.client.refusal, "base URL", engine.client.refusal or "ok")
-        if engine.client.refusal:
+        print(f"fimls {__version__}, backend {backend.label}")
+        report(not backend.refusal, "base URL", backend.refusal or "ok")
+        if backend.refusal:
             return 1
         report(
-            engine.client.has_key,
+            not engine.key_problem,
             "API key",
-            "set" if engine.client.has_key else f"missing ({engine.key_problem or MISSING_KEY})",
+            "set" if backend.has_key else engine.key_problem or "none needed",
         )
-        if not engine.client.has_key:
+        if engine.key_problem:
             return 1
-        try:
-            model = await engine.model()
-            available = engine.available_models
-            if available is None:
-                available = await engine.client.models()  # raises the real error
-            listed = model in available
-            report(
-                listed,
-                "GET /models",
-                f"{len(available)} model(s): {', '.join(available)}; using {model}"
-                + ("" if listed else " (NOT listed)"),
-            )
-        except BackendError as error:
-            report(False, "GET /models", str(error))
-            model = settings.model or "deepseek-chat"
-        try:
-            balance = await engine.client.balance()
-            report(balance.is_available, "GET /user/balance", balance.describe())
-        except BackendError as error:
-            report(False, "GET /user/balance", str(error))
-        request = FimRequest(
-            model=model,
-            prompt="def add(a, b):\n    return ",
-            suffix="\n",
-            max_tokens=8,
-            stop=("\n",),
-            temperature=0.0,
-            top_p=1.0,
-            stream=False,
-        )
-        try:
-            result = await engine.client.fim(request, timeout=settings.timeout_ms / 1000)
-            report(True, "FIM /beta/completions", f"{result.text!r} ({result.finish_reason})")
-        except BackendError as error:
-            report(False, "FIM /beta/completions", str(error))
+        model = await _check_models(engine, settings, report)
+        for check in await backend.diagnose(model):
+            report(check.ok, check.what, check.detail)
+        await _check_fim(engine, model, settings, report)
     finally:
         await engine.aclose()
-    print("all checks passed" if not failures else f"{failures} check(s) failed")
-    return 1 if failures else 0
+    print("all checks passed" if not report.failures else f"{report.failures} check(s) failed")
+    return 1 if report.failures else 0
+
+
+async def _check_models(engine: Engine, settings: Settings, report: _Report) -> str:
+    what = f"models (GET {engine.backend.models_path})"
+    model = await engine.model()
+    available = engine.available_models
+    if available is None:
+        try:
+            available = await engine.backend.models()  # raises the real error
+        except BackendError as error:
+            report(False, what, str(error))
+            return model
+    listed = model in available
+    report(
+        listed,
+        what,
+        f"{len(available)} model(s): {', '.join(available) or 'none'}; using {model}"
+        + ("" if listed else " (NOT listed)"),
+    )
+    return model
+
+
+async def _check_fim(engine: Engine, model: str, settings: Settings, report: _Report) -> None:
+    request = FimRequest(
+        model=model,
+        prefix="def add(a, b):\n    return ",
+        suffix="\n",
+        max_tokens=8,
+        stop=("\n",),
+        stream=False,
+    )
+    what = f"FIM (POST {engine.backend.path})"
+    parts: list[str] = []
+    finish: Finish | None = None
+    started = time.monotonic()
+    deadline = started + settings.timeout_ms / 1000
+    try:
+        async with contextlib.aclosing(engine.backend.generate(request, deadline)) as events:
+            async for event in events:
+                if isinstance(event, Finish):
+                    finish = event
+                else:
+                    parts.append(event)
+    except BackendError as error:
+        report(False, what, str(error))
+        return
+    took = (time.monotonic() - started) * 1000
+    reason = finish.reason if finish else None
+    report(True, what, f"{''.join(parts)!r} ({reason}, {took:.0f} ms)")

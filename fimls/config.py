@@ -1,27 +1,43 @@
 """Settings: frozen attrs classes parsed once from camelCase JSON with cattrs.
 
-Settings come from ``initializationOptions`` and ``workspace/didChangeConfiguration``
-(section ``fimls``), with ``DEEPSEEK_API_KEY`` and ``DEEPSEEK_BASE_URL`` from the
-environment as fallbacks. Unknown keys produce a warning; an invalid value falls back
-to its default with a message. The API key is never part of ``repr`` or any message.
+Settings come, later ones winning, from the user's config file (``~/.config/fimls/config.json``),
+``initializationOptions`` and workspace configuration (``workspace/didChangeConfiguration``,
+section ``fimls``). Settings that decide where code and keys go, or that run a program
+(:data:`MACHINE_ONLY`), are the user's machine-level choice: workspace configuration may not set
+them (a cloned repository could otherwise send code and key anywhere); they are ignored there with
+a warning. Unknown keys produce a warning; an invalid value falls back to its default with a
+message. The API key is never part of ``repr`` or any message.
 """
 
 from __future__ import annotations
 
 import enum
+import json
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import attrs
 import cattrs
 
-DEFAULT_BASE_URL = "https://api.deepseek.com"
 FIM_MAX_TOKENS = 4096
 """DeepSeek caps FIM output at 4K tokens."""
 
 
-class Multiline(str, enum.Enum):
+class BackendKind(enum.StrEnum):
+    """Which FIM engine, and so which wire format."""
+
+    DEEPSEEK = "deepseek"
+    OPENAI_COMPATIBLE = "openai-compatible"
+    OLLAMA = "ollama"
+    LLAMACPP = "llamacpp"
+    CODESTRAL = "codestral"
+    RAW = "raw"
+    VLLM = "vllm"
+
+
+class Multiline(enum.StrEnum):
     """When to ask for more than one line."""
 
     AUTO = "auto"
@@ -51,11 +67,17 @@ def _range(low: float, high: float) -> Any:
 class Settings:
     """Everything a user can configure. Field docstrings are the reference for the README."""
 
-    api_key: str | None = attrs.field(default=None, repr=False)
-    """DeepSeek API key. Prefer the ``DEEPSEEK_API_KEY`` environment variable."""
+    backend: BackendKind = BackendKind.DEEPSEEK
+    """Which FIM engine to use (and so its wire format and defaults)."""
 
-    base_url: str = DEFAULT_BASE_URL
-    """API base URL, with or without ``/beta``; FIM goes to ``/beta/completions``."""
+    api_key: str | None = attrs.field(default=None, repr=False)
+    """API key. Prefer the environment variable (``apiKeyEnv``)."""
+
+    api_key_env: str | None = None
+    """Environment variable with the key; ``null``: the backend's (``DEEPSEEK_API_KEY``, ...)."""
+
+    base_url: str | None = None
+    """API base URL; ``null``: the backend's default (DeepSeek: ``https://api.deepseek.com``)."""
 
     model: str | None = None
     """Model id. ``null`` picks a FIM-capable model from ``GET /models``."""
@@ -76,7 +98,21 @@ class Settings:
     """Stream the answer (SSE) and stop reading as soon as the completion is complete."""
 
     debounce_ms: int = attrs.field(default=150, validator=_range(0, 10_000))
-    """Quiet time after a keystroke before a request is sent; explicit invocations skip it."""
+    """The longest wait after a keystroke before a request is sent (the fixed wait when
+    ``adaptiveDebounce`` is off); explicit invocations never wait."""
+
+    adaptive_debounce: bool = True
+    """Learn the typing rhythm: ask at once where a pause is likely, wait only as long as needed."""
+
+    early_answer: bool = True
+    """Answer with the first complete line(s) while the rest of a multi-line answer streams on."""
+
+    early_answer_ms: int = attrs.field(default=300, validator=_range(0, 10_000))
+    """How long after the first token to wait for a complete line before answering with the
+    words received so far."""
+
+    prefetch: bool = True
+    """After a suggestion, ask in the background for what follows it, as if it were accepted."""
 
     timeout_ms: int = attrs.field(default=5000, validator=_range(100, 600_000))
     """Overall deadline of one completion, retries included."""
@@ -143,18 +179,62 @@ def _unstructure(settings: Settings) -> dict[str, Any]:
     return out
 
 
+MACHINE_ONLY = ("backend", "baseUrl", "apiKey", "apiKeyCommand", "apiKeyEnv", "allowInsecureHttp")
+"""Settings that decide where code and keys go or run a program: never from a workspace."""
+
+
 def field_names() -> list[str]:
     """All camelCase option names, in declaration order."""
     return list(_FIELDS)
 
 
-def parse_settings(raw: Any, env: Mapping[str, str] | None = None) -> tuple[Settings, list[str]]:
+def user_config_path(env: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_CONFIG_HOME/fimls/config.json`` (``~/.config/fimls/config.json``)."""
+    env = os.environ if env is None else env
+    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "fimls" / "config.json"
+
+
+def load_user_config(env: Mapping[str, str] | None = None) -> tuple[dict[str, Any], list[str]]:
+    """The user's config file as JSON (empty when absent), and any problem reading it."""
+    path = user_config_path(env)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        return {}, []
+    except OSError as exc:
+        return {}, [f"cannot read {path}: {exc.strerror or exc}"]
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        return {}, [f"{path} is not valid JSON ({exc}); ignoring it"]
+    if not isinstance(data, dict):
+        return {}, [f"{path} must hold a JSON object; ignoring it"]
+    return data, []
+
+
+def from_workspace(raw: Any) -> tuple[Any, list[str]]:
+    """Workspace configuration without the machine-level settings, and a warning if any were there."""
+    if not isinstance(raw, Mapping):
+        return raw, []
+    dropped = [key for key in MACHINE_ONLY if key in raw]
+    if not dropped:
+        return raw, []
+    kept = {key: value for key, value in raw.items() if key not in MACHINE_ONLY}
+    return kept, [
+        "ignored from workspace configuration (a repository may not choose where code and keys go): "
+        + ", ".join(dropped)
+        + f"; set them in {user_config_path()} or your editor's user settings"
+    ]
+
+
+def parse_settings(raw: Any) -> tuple[Settings, list[str]]:
     """Turn user JSON into :class:`Settings`.
 
     Returns the settings and the problems found. Each bad value is replaced by its
     default on its own, so one typo does not discard the rest of the configuration.
+    The environment (keys, ``DEEPSEEK_BASE_URL``) is read where the backend is built.
     """
-    env = os.environ if env is None else env
     problems: list[str] = []
     if raw is None:
         raw = {}
@@ -174,10 +254,6 @@ def parse_settings(raw: Any, env: Mapping[str, str] | None = None) -> tuple[Sett
         except (TypeError, ValueError, cattrs.BaseValidationError) as exc:
             shown = "" if key == "apiKey" else f" {value!r}"
             problems.append(f"invalid value{shown} for {key} ({_reason(exc)}); using the default")
-    if not settings.api_key and not settings.api_key_command and env.get("DEEPSEEK_API_KEY"):
-        settings = attrs.evolve(settings, api_key=env["DEEPSEEK_API_KEY"].strip())
-    if raw.get("baseUrl") is None and env.get("DEEPSEEK_BASE_URL"):
-        settings = attrs.evolve(settings, base_url=env["DEEPSEEK_BASE_URL"].strip())
     return settings, problems
 
 

@@ -1,32 +1,42 @@
-"""The completion pipeline, independent of LSP: decide, reuse, ask DeepSeek, clean up.
+"""The completion pipeline, independent of LSP: decide, reuse, wait, ask the backend, clean up.
 
 Both the language server and ``fimls complete`` drive the same :class:`Engine`.
+
+A backend answer streams in the background into a :class:`~fimls.cache.Generation`. A request
+is answered as soon as something useful has arrived: in single-line mode the first line, in
+multi-line mode the complete lines received so far (or, when a line is slow to finish, the
+words so far). The stream goes on, bounded by ``max_tokens``, the deadline and one stream per
+document, so accepting the suggestion or typing along it is served from memory. When an answer
+is complete, fimls asks in the background for what follows it, as if it were accepted
+(``prefetch``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import shlex
-import subprocess
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
-from fimls import log, prompt
-from fimls.backend import (
+from fimls import prompt
+from fimls.backends import (
     AuthError,
+    Backend,
     BackendError,
     BalanceError,
-    DeepSeekClient,
     FimRequest,
+    Finish,
     InsecureError,
+    NetworkError,
     RequestError,
-    public_url,
+    build,
+    resolve_key,
 )
-from fimls.cache import CompletionCache, Flights, TypingThrough
+from fimls.cache import CompletionCache, Generation, Streams
 from fimls.config import Settings
 from fimls.document import Snapshot
 from fimls.stats import Stats
@@ -36,38 +46,25 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-PREFERRED_MODELS = ("deepseek-flash", "deepseek-v4-flash", "deepseek-chat", "deepseek-coder")
-"""Known FIM-capable, non-reasoning models, best first."""
 FALLBACK_MODEL = "deepseek-chat"
 PAUSE_SECONDS = 300.0
 """After 401, 402 or an unknown model, requests stop for this long or until settings change."""
-MISSING_KEY = "no DeepSeek API key: set DEEPSEEK_API_KEY, apiKey or apiKeyCommand"
 EMPTY_FINISH = frozenset({"content_filter", "insufficient_system_resource"})
-
-
-class KeyCommandError(Exception):
-    """``apiKeyCommand`` did not produce a key."""
-
-
-def run_key_command(command: str, timeout: float = 15.0) -> str:
-    """Run ``command`` (no shell) and return the first line it prints."""
-    try:
-        argv = shlex.split(command)
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
-        raise KeyCommandError(f"apiKeyCommand could not run: {type(exc).__name__}") from None
-    if result.returncode != 0:
-        raise KeyCommandError(f"apiKeyCommand failed with exit code {result.returncode}")
-    key = result.stdout.strip().partition("\n")[0].strip()
-    if not key:
-        raise KeyCommandError("apiKeyCommand printed nothing")
-    return key
+SLACK = 0.1
+"""Seconds the engine's first-token limit trails the HTTP layer's, which can name the failure."""
+MIN_TOKEN_RATE = 10.0
+"""Tokens per second below which a stream that has started is given up."""
+MIN_BUDGET = 0.2
+"""Seconds an answer gets at least, however long resolving the model took."""
+MIN_PARTIAL = 4
+"""Characters a partial first line needs before it is worth showing."""
+EXTRA_TEMPERATURE = 0.8
 
 
 class Gate(Protocol):
     """Scheduling hooks: the debounce, and the signal that a newer request took over."""
 
-    abandoned: asyncio.Future[None] | None
+    abandoned: asyncio.Future[None]
 
     async def wait(self) -> bool:
         """Wait out the debounce; ``False`` if superseded meanwhile."""
@@ -81,17 +78,6 @@ class Suggestion:
     """What to insert at the cursor (replacing ``replace`` code points after it)."""
     replace: int = 0
     source: str = "backend"
-
-
-def choose_model(available: list[str]) -> str:
-    """Pick the best known FIM model from ``GET /models``."""
-    for name in PREFERRED_MODELS:
-        if name in available:
-            return name
-    for name in available:
-        if "reason" not in name and "think" not in name:
-            return name
-    return FALLBACK_MODEL
 
 
 class Engine:
@@ -109,8 +95,7 @@ class Engine:
         self._on_error = on_error or (lambda _e: None)
         self._on_success = on_success or (lambda: None)
         self.stats = Stats()
-        self.typing = TypingThrough()
-        self.flights: Flights[str | None] = Flights()
+        self.streams = Streams()
         self._closing: set[asyncio.Task[None]] = set()
         self._model_task: asyncio.Task[str] | None = None
         self.available_models: list[str] | None = None
@@ -118,31 +103,14 @@ class Engine:
         self.pause_reason: str | None = None
         self.key_problem: str | None = None
         self.settings = settings
-        self.client = self._new_client(settings)
+        self.backend = self._new_backend(settings)
         self.cache: CompletionCache[str] = CompletionCache(settings.cache_size, settings.cache_ttl_seconds)
 
-    def _new_client(self, settings: Settings) -> DeepSeekClient:
-        return DeepSeekClient(
-            settings.base_url,
-            self._api_key(settings),
-            transport=self._transport,
-            max_retries=settings.max_retries,
-            on_retry=self._count_retry,
-            allow_insecure_http=settings.allow_insecure_http,
-        )
-
-    def _api_key(self, settings: Settings) -> str | None:
-        self.key_problem = None
-        if settings.api_key or not settings.api_key_command:
-            return settings.api_key
-        try:
-            key = run_key_command(settings.api_key_command)
-        except KeyCommandError as error:
-            self.key_problem = str(error)
-            logger.warning("%s", error)
-            return None
-        log.add_secrets([key])
-        return key
+    def _new_backend(self, settings: Settings) -> Backend:
+        key, self.key_problem = resolve_key(settings)
+        if self.key_problem:
+            logger.warning("%s", self.key_problem)
+        return build(settings, key, transport=self._transport, on_retry=self._count_retry)
 
     def _count_retry(self) -> None:
         self.stats.retries += 1
@@ -151,11 +119,20 @@ class Engine:
         """Apply new settings; a new key, URL or model lifts any pause."""
         old = self.settings
         self.settings = settings
-        client_fields = ("base_url", "api_key", "api_key_command", "max_retries", "allow_insecure_http")
-        if any(getattr(old, name) != getattr(settings, name) for name in client_fields):
-            self._retire(self.client, old.timeout_ms / 1000)
-            self.client = self._new_client(settings)
-        if (old.base_url, old.api_key, old.model) != (settings.base_url, settings.api_key, settings.model):
+        backend_fields = (
+            "backend",
+            "base_url",
+            "api_key",
+            "api_key_env",
+            "api_key_command",
+            "max_retries",
+            "allow_insecure_http",
+        )
+        if any(getattr(old, name) != getattr(settings, name) for name in backend_fields):
+            self._retire(self.backend)
+            self.backend = self._new_backend(settings)
+            self._model_task = None
+        if old.model != settings.model:
             self._model_task = None
         if (old.cache_size, old.cache_ttl_seconds) != (settings.cache_size, settings.cache_ttl_seconds):
             self.cache = CompletionCache(settings.cache_size, settings.cache_ttl_seconds)
@@ -163,28 +140,30 @@ class Engine:
         self.pause_reason = None
 
     async def aclose(self) -> None:
-        """Close HTTP connections and background work."""
+        """Close streams, HTTP connections and background work."""
         if self._model_task is not None and not self._model_task.done():
             self._model_task.cancel()
+        await self.streams.aclose()
         for task in list(self._closing):
             task.cancel()
-        await self.client.aclose()
+        await self.backend.aclose()
 
-    def _retire(self, client: DeepSeekClient, grace: float) -> None:
-        """Close a replaced client now, or once requests it still serves have hit their deadline."""
+    def _retire(self, backend: Backend) -> None:
+        """Close a replaced backend: its streams end first (they read through it)."""
+        for generation in self.streams:
+            generation.cancel()
 
-        idle = len(self.flights) == 0
+        async def close() -> None:
+            await asyncio.sleep(0)  # let cancelled streams unwind
+            await backend.aclose()
 
-        async def close_later() -> None:
-            try:
-                if not idle:
-                    await asyncio.sleep(grace + 1)
-            finally:
-                await client.aclose()
-
-        task = asyncio.ensure_future(close_later())
+        task = asyncio.ensure_future(close())
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
+
+    def forget(self, uri: str) -> None:
+        """A document closed: stop and drop its streams."""
+        self.streams.forget(uri)
 
     # -- model ---------------------------------------------------------------
 
@@ -195,11 +174,20 @@ class Engine:
         return self._model_task
 
     async def model(self) -> str:
-        """The model to use, resolving it via ``GET /models`` when not configured."""
+        """The model to use, resolving it from the backend's model list when not configured."""
         return await asyncio.shield(self.start_model_resolution())
 
+    def resolved_model(self) -> str | None:
+        """The model if known without waiting."""
+        if self.settings.model:
+            return self.settings.model
+        task = self._model_task
+        if task is not None and task.done() and not task.cancelled() and task.exception() is None:
+            return task.result()
+        return None
+
     async def _model_within(self, timeout: float) -> str:
-        """The model, without letting a slow ``GET /models`` eat a request's deadline."""
+        """The model, without letting a slow model list eat a request's deadline."""
         if self.settings.model:
             self.start_model_resolution()  # validates in the background
             return self.settings.model
@@ -209,28 +197,28 @@ class Engine:
         try:
             return await asyncio.wait_for(self.model(), timeout)
         except TimeoutError:
-            logger.warning("GET /models is slow; using %s for now", FALLBACK_MODEL)
+            logger.warning("listing models is slow; using %s for now", FALLBACK_MODEL)
             return FALLBACK_MODEL
 
     async def _resolve_model(self) -> str:
         configured = self.settings.model
-        if not self.client.has_key:
+        if self.key_problem or self.backend.refusal:
             return configured or FALLBACK_MODEL
         try:
-            self.available_models = await asyncio.wait_for(self.client.models(), 10)
+            self.available_models = await asyncio.wait_for(self.backend.models(), 10)
         except (BackendError, TimeoutError) as error:
             chosen = configured or FALLBACK_MODEL
-            logger.warning("could not list models (%s); using %s", error, chosen)
+            logger.warning("could not list models (%s); using %s", error or "timed out", chosen)
             return chosen
         if configured:
             if configured not in self.available_models:
                 logger.warning(
-                    "model %r is not listed by GET /models (available: %s)",
+                    "model %r is not listed by the backend (available: %s)",
                     configured,
                     ", ".join(self.available_models) or "none",
                 )
             return configured
-        chosen = choose_model(self.available_models)
+        chosen = self.backend.choose_model(self.available_models) or FALLBACK_MODEL
         logger.info("using model %s (available: %s)", chosen, ", ".join(self.available_models))
         return chosen
 
@@ -241,20 +229,34 @@ class Engine:
         """Whether requests are held back after a fatal error."""
         return time.monotonic() < self._paused_until
 
-    def request_for(self, snap: Snapshot, plan: prompt.Plan, model: str) -> FimRequest:
-        """The FIM request for a snapshot (also the cache key)."""
+    def request_for(
+        self, prefix: str, suffix: str, plan: prompt.Plan, line_prefix: str, language_id: str, model: str
+    ) -> FimRequest:
+        """The FIM request for a cursor (also the cache key)."""
         s = self.settings
         single = plan.mode is prompt.Mode.SINGLE
         return FimRequest(
             model=model,
-            prompt=snap.prefix,
-            suffix=snap.suffix,
+            prefix=prefix,
+            suffix=suffix,
             max_tokens=s.max_tokens_single_line if single else s.max_tokens,
-            stop=prompt.stop_sequences(plan.mode, snap.line_prefix, snap.language_id),
+            stop=prompt.stop_sequences(plan.mode, line_prefix, language_id),
             temperature=s.temperature,
             top_p=s.top_p,
             stream=s.stream,
+            language_id=language_id,
         )
+
+    def _blocked(self) -> bool:
+        if self.paused:
+            return True
+        if self.backend.refusal:
+            self._on_error(InsecureError(self.backend.refusal))
+            return True
+        if self.key_problem:
+            self._on_error(AuthError(self.key_problem))
+            return True
+        return False
 
     async def complete(self, snap: Snapshot, gate: Gate | None = None) -> list[Suggestion]:
         """Suggestions for the cursor in ``snap``; empty when there is nothing to offer."""
@@ -262,95 +264,229 @@ class Engine:
         if plan is None:
             self.stats.skipped += 1
             return []
-        rest = self.typing.lookup(snap.uri, snap.prefix, snap.suffix)
-        if rest is not None:
-            self.stats.typing_through_hits += 1
-            self.typing.remember(snap.uri, snap.prefix, snap.suffix, rest)
-            return [Suggestion(rest, plan.replace, "typing-through")]
-        if self.paused:
+        ctx = prompt.Context(snap.line_prefix, snap.line_suffix, snap.suffix, plan.mode)
+        timeout = self.settings.timeout_ms / 1000
+        found = self.streams.find(snap.uri, snap.prefix, snap.suffix)
+        if found is not None:
+            generation, typed = found
+            served = await self._serve(generation, typed, ctx, gate, time.monotonic() + timeout)
+            if served is not None:
+                self.stats.typing_through_hits += 1
+                if generation.speculative and not generation.served:
+                    self.stats.speculative_hits += 1
+                generation.served = True
+                return self._suggest(snap, plan, generation, [served])
+        if self._blocked():
             return []
-        if self.client.refusal:
-            self._on_error(InsecureError(self.client.refusal))
-            return []
-        if not self.client.has_key:
-            self._on_error(AuthError(self.key_problem or MISSING_KEY))
+        if gate is not None and not await gate.wait():
+            self.stats.superseded += 1
             return []
         started = time.monotonic()
-        model = await self._model_within(self.settings.timeout_ms / 1000)
-        budget = max(self.settings.timeout_ms / 1000 - (time.monotonic() - started), 0.2)
-        base = self.request_for(snap, plan, model)
+        model = await self._model_within(timeout)
+        base = self.request_for(snap.prefix, snap.suffix, plan, snap.line_prefix, snap.language_id, model)
         requests = [base] + [
-            attrs.evolve(base, temperature=max(base.temperature, 0.8), top_p=0.95 - 0.05 * i)
+            attrs.evolve(base, temperature=max(base.temperature, EXTRA_TEMPERATURE), top_p=0.95 - 0.05 * i)
             for i in range(self.settings.num_suggestions - 1)
         ]
-        ctx = prompt.Context(snap.line_prefix, snap.line_suffix, snap.suffix, plan.mode)
-        texts: list[str | None] = []
-        missing: list[FimRequest] = []
-        for request in requests:
-            cached = self.cache.get(request)
-            if cached is None:
-                missing.append(request)
-            texts.append(cached)
-        if missing:
-            if gate is not None and not await gate.wait():
-                self.stats.superseded += 1
-                return []
-            if len(missing) == 1:  # the usual case: no tasks just to gather one result
-                results = [await self._fetch(missing[0], plan, snap, gate, budget)]
-            else:
-                results = await asyncio.gather(*(self._fetch(r, plan, snap, gate, budget) for r in missing))
-            fetched = iter(results)
-            texts = [text if text is not None else next(fetched) for text in texts]
-        else:
+        cached = [self.cache.get(request) for request in requests]
+        if all(text is not None for text in cached):
             self.stats.cache_hits += 1
+            texts = [prompt.postprocess(text or "", ctx) for text in cached]
+            return self._suggest(snap, plan, None, texts)
+        # The model list may have taken part of the time; the answer still has a fair chance.
+        deadline = max(started + timeout, time.monotonic() + MIN_BUDGET)
+        generations = [
+            self._start(snap.uri, request, plan, snap.line_prefix, alongside=i > 0, deadline=deadline)
+            for i, request in enumerate(requests)
+        ]
+        texts = list(await asyncio.gather(*(self._serve(g, "", ctx, gate, deadline) for g in generations)))
+        if gate is not None and gate.abandoned.done():
+            self.stats.superseded += 1
+            return []
+        for generation, text in zip(generations, texts, strict=True):
+            if text and generation.live:
+                self.stats.early_answers += 1
+        return self._suggest(snap, plan, generations[0], texts)
+
+    def _suggest(
+        self, snap: Snapshot, plan: prompt.Plan, source: Generation | None, texts: list[str | None]
+    ) -> list[Suggestion]:
         suggestions: list[Suggestion] = []
-        for raw in texts:
-            if raw is None:
-                continue
-            cleaned = prompt.postprocess(raw, ctx)
-            if cleaned and all(cleaned != s.text for s in suggestions):
-                suggestions.append(Suggestion(cleaned, plan.replace))
-        if suggestions:
-            self.typing.remember(snap.uri, snap.prefix, snap.suffix, suggestions[0].text)
+        for text in texts:
+            if text and all(text != s.text for s in suggestions):
+                suggestions.append(Suggestion(text, plan.replace))
+        if suggestions and source is not None and source.finish is not None and not source.error:
+            self._prefetch(snap, suggestions[0])
         return suggestions
 
-    async def _fetch(
-        self, request: FimRequest, plan: prompt.Plan, snap: Snapshot, gate: Gate | None, budget: float
+    async def _serve(
+        self, generation: Generation, typed: str, ctx: prompt.Context, gate: Gate | None, deadline: float
     ) -> str | None:
-        shared = request in self.flights
-        joined, text = await self.flights.join(
-            request,
-            lambda: self._call(request, plan, snap.line_prefix, budget),
-            gate.abandoned if gate is not None else None,
-        )
-        if shared:
-            self.stats.shared_in_flight += 1
-        if not joined:
-            self.stats.superseded += 1
-            return None
-        return text
+        """What ``generation`` offers the cursor once something useful has arrived.
 
-    async def _call(
-        self, request: FimRequest, plan: prompt.Plan, line_prefix: str, budget: float
-    ) -> str | None:
-        self.stats.requests_sent += 1
-        try:
-            result = await self.client.fim(
-                request,
-                done=lambda text: prompt.is_complete(text, plan.mode, line_prefix),
-                timeout=budget,
+        ``None`` when it offers nothing: it ended without anything useful, failed, diverged
+        from the typed text, or the request was given up (superseded, ``deadline`` passed).
+        """
+        asked = time.monotonic()
+        budget = self.settings.early_answer_ms / 1000
+        while True:
+            if generation.text[: len(typed)] != typed[: len(generation.text)]:
+                return None
+            remainder = generation.text[len(typed) :]
+            # The budget runs from the first token, or from this request if it came later.
+            budget_ends = (
+                None if generation.first_token_at is None else max(generation.first_token_at, asked) + budget
             )
+            budget_over = budget_ends is not None and time.monotonic() >= budget_ends
+            useful = self._useful(remainder, generation, ctx, budget_over)
+            if useful is not None or generation.done:
+                return useful or None
+            now = time.monotonic()
+            if now >= deadline or (gate is not None and gate.abandoned.done()):
+                return None
+            wake = deadline
+            if budget_ends is not None and not budget_over:
+                wake = min(wake, budget_ends)
+            await generation.changed(max(wake - now, 0.0), gate.abandoned if gate is not None else None)
+
+    def _useful(
+        self, remainder: str, generation: Generation, ctx: prompt.Context, budget_over: bool
+    ) -> str | None:
+        """The suggestion ``remainder`` makes now; ``None`` to wait for more (``""``: nothing)."""
+        if generation.finish is not None:
+            return prompt.postprocess(remainder, ctx) or ""
+        lines_end = remainder.rfind("\n")
+        complete = remainder[: max(lines_end, 0)]
+        if generation.done:  # failed or cancelled midway: only its complete lines can be trusted
+            return (prompt.postprocess(complete, ctx) if complete.strip() else None) or ""
+        if ctx.mode is prompt.Mode.SINGLE:
+            return prompt.postprocess(remainder, ctx) or "" if lines_end >= 0 else None
+        if not self.settings.early_answer:
+            if lines_end >= 0 and prompt.is_complete(remainder, ctx.mode, ctx.line_prefix):
+                return prompt.postprocess(remainder, ctx) or ""
+            return None
+        if complete.strip():
+            return prompt.postprocess(complete, ctx)
+        if budget_over:
+            # The first line is slow to finish: show the words so far rather than nothing.
+            words = remainder[: max(remainder.rfind(" "), 0)]
+            if len(words.strip()) >= MIN_PARTIAL:
+                return prompt.postprocess(words, ctx)
+        return None
+
+    # -- streams --------------------------------------------------------------
+
+    def _start(
+        self,
+        uri: str,
+        request: FimRequest,
+        plan: prompt.Plan,
+        line_prefix: str,
+        *,
+        speculative: bool = False,
+        alongside: bool = False,
+        deadline: float | None = None,
+    ) -> Generation:
+        shared = self.streams.sharing(request)
+        if shared is not None:
+            self.stats.shared_in_flight += 1
+            return shared
+        generation = Generation(uri, request, plan, line_prefix, speculative=speculative)
+        self.streams.add(generation, alongside=alongside)
+        if deadline is None:
+            deadline = generation.started + self.settings.timeout_ms / 1000
+        generation.task = asyncio.ensure_future(self._run(generation, deadline))
+        return generation
+
+    async def _run(self, generation: Generation, deadline: float) -> None:
+        """Read the backend's answer into ``generation`` until it ends or is no longer needed.
+
+        The first token must come by ``deadline``; then the stream may go on as long as
+        ``max_tokens`` takes at :data:`MIN_TOKEN_RATE`.
+        """
+        request = generation.request
+        if generation.speculative:
+            self.stats.speculative_requests += 1
+        else:
+            self.stats.requests_sent += 1
+        timeout = self.settings.timeout_ms / 1000
+        finish: Finish | None = None
+        try:
+            async with asyncio.timeout(deadline - time.monotonic() + SLACK) as limit:
+                events = self.backend.generate(request, deadline)
+                async with contextlib.aclosing(events):
+                    async for event in events:
+                        if isinstance(event, Finish):
+                            finish = event
+                            break
+                        if generation.first_token_at is None:
+                            loop = asyncio.get_running_loop()
+                            limit.reschedule(loop.time() + timeout + request.max_tokens / MIN_TOKEN_RATE)
+                        generation.feed(event)
+                        # What is kept can only change when a line is complete.
+                        mode, line_prefix = generation.plan.mode, generation.line_prefix
+                        if "\n" in event and prompt.is_complete(generation.text, mode, line_prefix):
+                            finish = Finish("stop")
+                            break
+        except TimeoutError:
+            said = (
+                "stopped answering mid-stream" if generation.text else f"did not answer within {timeout:g} s"
+            )
+            self._ended(generation, error=NetworkError(f"{self.backend.label} {said}"))
         except BackendError as error:
+            self._ended(generation, error=error)
+        except asyncio.CancelledError:
+            self.stats.streams_cancelled += 1
+            self._ended(generation)
+            raise
+        else:
+            self._ended(generation, finish=finish)
+
+    def _ended(
+        self, generation: Generation, *, finish: Finish | None = None, error: BackendError | None = None
+    ) -> None:
+        self.streams.ended(generation)
+        if error is not None:
+            generation.end(error=error)
             self._failed(error)
-            return None
+            return
+        if finish is None:
+            if not generation.done:
+                generation.end()  # cancelled
+            return
         self.stats.responses += 1
-        self.stats.add_usage(result.usage, request.model)
+        if finish.usage is not None:
+            cost = self.stats.add_usage(finish.usage, self.backend.price(generation.request.model))
+            if generation.speculative:
+                self.stats.speculative_cost_usd += cost
         self._on_success()
-        if result.finish_reason in EMPTY_FINISH:
-            logger.info("DeepSeek finished with %s; nothing to show", result.finish_reason)
-            return None
-        self.cache.put(request, result.text)
-        return result.text
+        if finish.reason in EMPTY_FINISH:
+            logger.info("the backend finished with %s; nothing to show", finish.reason)
+            generation.text = ""
+        else:
+            self.cache.put(generation.request, generation.text)
+        generation.end(finish=finish)
+
+    def _prefetch(self, snap: Snapshot, suggestion: Suggestion) -> None:
+        """Ask for what follows ``suggestion``, as if it were accepted."""
+        model = self.resolved_model()
+        if not self.settings.prefetch or model is None or self.paused:
+            return
+        inserted = suggestion.text + snap.line_suffix[: suggestion.replace]
+        prefix = snap.prefix + inserted
+        suffix = snap.suffix[suggestion.replace :]
+        line_prefix = (snap.line_prefix + inserted).rpartition("\n")[2]
+        plan = prompt.plan(line_prefix, snap.line_suffix[suggestion.replace :], self.settings.multiline)
+        if plan is None:
+            return
+        found = self.streams.find(snap.uri, prefix, suffix)
+        if found is not None and (found[0].live or found[0].text[len(found[1]) :].strip()):
+            return  # what follows is known, or still arriving
+        request = self.request_for(prefix, suffix, plan, line_prefix, snap.language_id, model)
+        if self.cache.get(request) is None:
+            self._start(
+                snap.uri, attrs.evolve(request, speculative=True), plan, line_prefix, speculative=True
+            )
 
     def _failed(self, error: BackendError) -> None:
         self.stats.record_error(str(error))
@@ -362,7 +498,7 @@ class Engine:
             self._paused_until = time.monotonic() + PAUSE_SECONDS
             self.pause_reason = str(error)
             if isinstance(error, RequestError) and not self.settings.model:
-                self._model_task = None  # the auto choice went stale: ask /models again
+                self._model_task = None  # the auto choice went stale: ask for the model list again
         elif error.retry_after:
             self._paused_until = time.monotonic() + error.retry_after
             self.pause_reason = str(error)
@@ -372,15 +508,13 @@ class Engine:
 
     def status(self) -> dict[str, object]:
         """Everything ``fimls.status`` reports (never the key)."""
-        task = self._model_task
-        model = task.result() if task is not None and task.done() and not task.cancelled() else None
         return {
-            "model": model or self.settings.model,
-            "backend": public_url(self.settings.base_url),
-            "apiKey": "set" if self.client.has_key else "missing",
+            "model": self.resolved_model(),
+            "backend": self.backend.name,
+            "baseUrl": self.backend.url,
+            "apiKey": "set" if self.backend.has_key else "missing",
             "paused": self.pause_reason if self.paused else None,
             "cacheEntries": len(self.cache),
-            "inFlight": len(self.flights),
-            "openConnections": self.client.open_connections(),
+            "inFlight": self.streams.live(),
             **self.stats.as_dict(),
         }

@@ -48,20 +48,20 @@ def add_secrets(secrets: Iterable[str | None]) -> None:
 
 
 def setup(verbosity: int = 0, log_file: str | None = None) -> None:
-    """Log to ``log_file`` or stderr (never stdout): -v for info, -vv for debug."""
+    """Log to ``log_file`` or stderr (never stdout): -v info, -vv debug, -vvv pygls's message trace."""
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     handler: logging.Handler
     if log_file:
         handler = logging.FileHandler(log_file, encoding="utf-8")
     else:
         handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(REDACTOR)
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(level)
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=[handler],
+        force=True,
+    )
     quiet = logging.DEBUG if verbosity >= 3 else logging.WARNING
-    for name in ("httpx", "httpcore", "pygls"):
+    for name in ("httpx", "httpcore", "hpack", "pygls"):
         logging.getLogger(name).setLevel(max(level, quiet))

@@ -20,20 +20,27 @@ class Notices:
         self._interval = interval
         self._clock = clock
         self._last: dict[str, float] = {}
+        self._sticky: set[str] = set()
 
-    def notify(self, condition: str, message: str, level: str = "error") -> bool:
-        """Show ``message`` unless ``condition`` was shown recently; returns whether shown."""
+    def notify(self, condition: str, message: str, level: str = "error", *, sticky: bool = False) -> bool:
+        """Show ``message`` unless ``condition`` was shown recently; returns whether shown.
+
+        A ``sticky`` condition is shown once per session: :meth:`clear` without a name keeps it.
+        """
         now = self._clock()
         last = self._last.get(condition)
-        if last is not None and now - last < self._interval:
+        if last is not None and (condition in self._sticky or now - last < self._interval):
             return False
         self._last[condition] = now
+        if sticky:
+            self._sticky.add(condition)
         self._show(level, message)
         return True
 
     def clear(self, condition: str | None = None) -> None:
-        """Forget a condition (or all), so its next occurrence is shown again."""
+        """Forget a condition (or all but the sticky ones), so its next occurrence is shown again."""
         if condition is None:
-            self._last.clear()
+            self._last = {name: at for name, at in self._last.items() if name in self._sticky}
         else:
             self._last.pop(condition, None)
+            self._sticky.discard(condition)

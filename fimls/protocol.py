@@ -1,10 +1,18 @@
-"""JSON-RPC and LSP lifecycle rules pygls leaves to the server, and the document hooks.
+"""What pygls leaves to the server: lifecycle answers, resynchronising reads, and a leak workaround.
 
-- Requests before ``initialize`` get -32002, a second ``initialize`` and requests after
-  ``shutdown`` get -32600; notifications then are dropped (``exit`` always works).
-- A body that is not JSON gets -32700, JSON that is not a request -32600, and params
-  of the wrong shape -32602, each answered instead of silently dropped.
-- Documents live in fimls's own LSP-correct store, not in pygls's workspace.
+pygls reads and dispatches messages and answers ``initialize`` from the registered features.
+This module adds only what it lacks, for stdio and ``--tcp`` alike (one input path, :func:`serve`):
+
+- **Lifecycle answers the LSP specification prescribes.** Requests before ``initialize`` get
+  -32002, a second ``initialize`` and requests after ``shutdown`` get -32600, and notifications
+  then are dropped (``exit`` always works). A body that is not JSON gets -32700, JSON that is not
+  a request -32600, and params of the wrong shape -32602, instead of being silently dropped.
+- **Resynchronisation.** pygls's reader ignores a ``Content-Length`` it cannot parse and then
+  misreads the body and the next header as one line, losing the next message too.
+  :func:`read_messages` answers the bad header and resynchronises on the next one.
+- **A leak.** pygls 2.1 keeps a future for every notification handled by a generator (its
+  built-in ``didOpen``/``didChange``/``didClose``) in ``_request_futures`` forever: one per
+  keystroke. fimls keeps its own documents, so those three are plain methods here.
 """
 
 from __future__ import annotations
@@ -13,11 +21,10 @@ import asyncio
 import json
 import logging
 import re
+import sys
 import threading
-import time
-from collections.abc import Callable, Generator, Iterable
-from contextvars import ContextVar
-from typing import Any, SupportsIndex
+from collections.abc import Callable
+from typing import Any
 
 from lsprotocol import types
 from pygls.exceptions import (
@@ -26,11 +33,9 @@ from pygls.exceptions import (
     JsonRpcParseError,
     JsonRpcServerNotInitialized,
 )
+from pygls.io_ import StdinAsyncReader, StdoutWriter
 from pygls.protocol import LanguageServerProtocol
 from pygls.protocol.language_server import lsp_method
-
-from fimls import log
-from fimls.early import Early, choose_encoding
 
 logger = logging.getLogger(__name__)
 
@@ -47,44 +52,12 @@ class FimlsProtocol(LanguageServerProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.initialize_seen = False
-        self.early: Early | None = None
-
-    # -- the initialize answered before the server started (fimls.early) ------------
-
-    def _early_id(self, data: Any) -> bool:
-        early = self.early
-        if early is None or early.msg_id is None:
-            return False
-        if isinstance(data, dict):
-            return "method" not in data and data.get("id") == early.msg_id
-        return not hasattr(data, "method") and getattr(data, "id", None) == early.msg_id
-
-    def _send_data(self, data: Any) -> None:
-        """Send ``data``, except the second answer to an ``initialize`` answered early."""
-        if self._early_id(data):
-            assert self.early is not None
-            sent, self.early = self.early.result, None
-            computed = json.loads(json.dumps(data, default=self._serialize_message))
-            if computed.get("result") != sent:
-                logger.warning(
-                    "the early initialize answer differs from the server's: sent %s, computed %s",
-                    json.dumps(sent, sort_keys=True),
-                    json.dumps(computed.get("result", computed.get("error")), sort_keys=True),
-                )
-            return
-        super()._send_data(data)
-
-    # -- errors the spec prescribes -----------------------------------------------
 
     def send_error(self, msg_id: Any, error: JsonRpcException) -> None:
         """Answer ``msg_id`` (``None`` when unknown) with ``error``."""
         response = error.to_response_error()
         self._send_data(
-            {
-                "jsonrpc": "2.0",
-                "id": msg_id,
-                "error": {"code": response.code, "message": response.message},
-            }
+            {"jsonrpc": "2.0", "id": msg_id, "error": {"code": response.code, "message": response.message}}
         )
 
     def structure_message(self, data: dict[str, Any]) -> Any:
@@ -92,8 +65,6 @@ class FimlsProtocol(LanguageServerProtocol):
         try:
             return super().structure_message(data)
         except JsonRpcException as error:
-            if data.get("method") == types.INITIALIZE and self._early_id({"id": data.get("id")}):
-                return self._structure_early_initialize(data)
             if "id" in data and "method" in data:
                 self.send_error(data["id"], error)
                 return _Rejected()
@@ -101,21 +72,6 @@ class FimlsProtocol(LanguageServerProtocol):
                 logger.warning("dropped malformed %r notification", data.get("method"))
                 return _Rejected()
             raise
-
-    def _structure_early_initialize(self, data: dict[str, Any]) -> Any:
-        """An ``initialize`` already answered but not valid LSP deep down: keep what fimls
-        uses (encoding, root, options) and drop the rest of the client's capabilities."""
-        params = data["params"]
-        encoding = choose_encoding(params["capabilities"])
-        logger.warning("the client's initialize capabilities do not follow LSP; ignoring them")
-        kept = {k: params[k] for k in ("processId", "rootUri", "rootPath") if k in params}
-        options = params.get("initializationOptions")
-        plain = {
-            **kept,
-            "initializationOptions": options,
-            "capabilities": {"general": {"positionEncodings": [encoding]}},
-        }
-        return super().structure_message({**data, "params": plain})
 
     def reject_unparsable(self, error: Exception) -> None:
         """Answer a message that could not be read at all."""
@@ -152,33 +108,7 @@ class FimlsProtocol(LanguageServerProtocol):
             return
         super().handle_message(message)
 
-    # -- warm-up -------------------------------------------------------------------
-
-    def warm_up(self, samples: Iterable[dict[str, Any]], results: Iterable[Any]) -> None:
-        """Read ``samples`` and write ``results`` without sending anything, so cattrs builds
-        its converters for these messages now rather than on the first keystroke."""
-        samples, results = list(samples), list(results)
-        # Twice: registering a hook clears cattrs's dispatch cache, so a converter built
-        # early in the first round may have to be looked up again.
-        for _ in range(2):
-            for sample in samples:
-                message_type = self.get_message_type(sample["method"])
-                if message_type is not None:
-                    self._converter.structure({"jsonrpc": "2.0", **sample}, message_type)
-            for result in results:
-                json.dumps({"jsonrpc": "2.0", "id": 0, "result": result}, default=self._serialize_message)
-
-    # -- lifecycle and documents ----------------------------------------------------
-
-    @lsp_method(types.INITIALIZE)
-    def lsp_initialize(self, params: types.InitializeParams) -> Generator[Any, Any, types.InitializeResult]:
-        options = params.initialization_options
-        if isinstance(options, dict) and isinstance(options.get("apiKey"), str):
-            log.add_secrets([options["apiKey"]])
-        return (yield from super().lsp_initialize(params))
-
-    # Plain methods, not generators: pygls keeps a future per generator-handled
-    # notification forever, which would leak on every keystroke.
+    # Plain methods, not generators (see the module docstring).
     @lsp_method(types.TEXT_DOCUMENT_DID_OPEN)
     def lsp_text_document__did_open(self, params: types.DidOpenTextDocumentParams) -> None:
         self._user(types.TEXT_DOCUMENT_DID_OPEN, params)
@@ -195,21 +125,6 @@ class FimlsProtocol(LanguageServerProtocol):
         handler = self.fm.features.get(method)
         if handler is not None:
             handler(params)
-
-
-ARRIVED: ContextVar[float | None] = ContextVar("fimls_arrived", default=None)
-"""When the bytes of the message being handled arrived (``time.monotonic``); request
-tasks inherit it, so a debounce counts from the keystroke, not from when it was parsed."""
-
-
-class StampedReader(asyncio.StreamReader):
-    """A stream reader that notes when data last arrived."""
-
-    arrived: float | None = None
-
-    def feed_data(self, data: Iterable[SupportsIndex]) -> None:
-        self.arrived = time.monotonic()
-        super().feed_data(data)
 
 
 _CONTENT_LENGTH = re.compile(rb"Content-Length:\s*(\S*)\s*$", re.IGNORECASE)
@@ -250,13 +165,44 @@ async def read_messages(
         length = 0
         if not body:
             break
-        # The newest bytes arrived no earlier than this message's last byte.
-        token = ARRIVED.set(getattr(reader, "arrived", None) or time.monotonic())
         try:
-            message = json.loads(body, object_hook=protocol.structure_message)
-            protocol.handle_message(message)
+            protocol.handle_message(json.loads(body, object_hook=protocol.structure_message))
         except Exception as error:
             logger.warning("could not handle a message: %s", error)
             on_error(error, JsonRpcException)
-        finally:
-            ARRIVED.reset(token)
+
+
+class Transport:
+    """Where the messages come from: stdio or one TCP client."""
+
+    def __init__(self, protocol: FimlsProtocol, stop_event: threading.Event, on_error: Any) -> None:
+        self.protocol = protocol
+        self.stop_event = stop_event
+        self.on_error = on_error
+        self.server: asyncio.Server | None = None
+
+    async def stdio(self, stdin: Any, stdout: Any, pool: Any) -> None:
+        """Serve one client on stdin/stdout."""
+        self.protocol.set_writer(StdoutWriter(stdout or sys.stdout.buffer))
+        reader = StdinAsyncReader(stdin or sys.stdin.buffer, pool)
+        await read_messages(self.stop_event, reader, self.protocol, self.on_error)
+
+    async def tcp(self, host: str, port: int) -> None:
+        """Serve the first client that connects to ``host:port``; end when it leaves."""
+        done = asyncio.get_running_loop().create_future()
+
+        async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            if self.protocol.writer is not None:  # one client at a time
+                writer.close()
+                return
+            self.protocol.set_writer(writer)
+            try:
+                await read_messages(self.stop_event, reader, self.protocol, self.on_error)
+            finally:
+                if not done.done():
+                    done.set_result(None)
+
+        self.server = await asyncio.start_server(connection, host, port)
+        logger.info("listening on %s", ", ".join(str(s.getsockname()) for s in self.server.sockets))
+        async with self.server:
+            await done

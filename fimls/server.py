@@ -3,37 +3,34 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
 import logging
-import os
-import selectors
-import sys
 import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from lsprotocol import types
 from pygls.capabilities import get_capability
 from pygls.exceptions import FeatureRequestError, JsonRpcInternalError
-from pygls.io_ import StdinAsyncReader, StdoutWriter
 from pygls.lsp.server import LanguageServer
 
 from fimls import __version__, items, log
-from fimls.backend import AuthError, BackendError, BalanceError, RequestError
-from fimls.config import Settings, parse_settings, settings_from_change
+from fimls.backends import AuthError, BackendError, BalanceError, RequestError
+from fimls.backends.deepseek import DeepSeek
+from fimls.config import Settings, from_workspace, load_user_config, parse_settings, settings_from_change
 from fimls.document import UTF16, Document, Snapshot
-from fimls.early import COMMANDS, TRIGGER_CHARACTERS, Early
-from fimls.engine import MISSING_KEY, Engine, Suggestion
+from fimls.engine import Engine, Suggestion
 from fimls.notices import Notices
 from fimls.privacy import Privacy
-from fimls.protocol import ARRIVED, FimlsProtocol, StampedReader, read_messages
-from fimls.scheduler import Scheduler
+from fimls.protocol import FimlsProtocol, Transport
+from fimls.scheduler import Scheduler, debounce
 
 if TYPE_CHECKING:
     import httpx
 
 logger = logging.getLogger(__name__)
+
+TRIGGER_CHARACTERS = [".", "(", "[", "{", ",", " ", ":", "=", "\n"]
+"""Characters after which classic-completion clients ask for suggestions."""
+STATUS, BALANCE, MODELS = "fimls.status", "fimls.balance", "fimls.models"
 
 _LEVELS = {
     "error": types.MessageType.Error,
@@ -60,6 +57,7 @@ class FimlsServer(LanguageServer):
         self.snippets = False
         self.markdown = True
         self.as_is = False
+        self.user_options: dict[str, Any] = {}
         self.init_options: dict[str, Any] = {}
         self.engine: Engine | None = None
         self.shut_down = False
@@ -67,36 +65,31 @@ class FimlsServer(LanguageServer):
         self.roots: list[str] = []
         self.privacy = Privacy()
         self.blocked: dict[str, str | None] = {}
-        self.early: Early | None = None
 
-    def _start_io_async(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
-        """pygls's stdio loop with fimls's more forgiving message reader."""
-        assert isinstance(self.protocol, FimlsProtocol)
-        self._stop_event = threading.Event()
-        stdin = stdin or sys.stdin.buffer
-        self.protocol.set_writer(StdoutWriter(stdout or sys.stdout.buffer))
+    # -- transports ----------------------------------------------------------------
 
-        async def serve() -> None:
-            assert isinstance(self.protocol, FimlsProtocol)
-            # Tens of thousands of objects from start-up (lsprotocol's classes, pygls) live
-            # until exit; leaving them out of garbage collection keeps full collections
-            # from pausing a request for ~20 ms.
-            gc.freeze()
-            early = self.early
-            self.protocol.early = early
-            reader = await _stdin_reader(stdin, self.thread_pool, early.raw if early else b"")
-            assert self._stop_event is not None
-            await read_messages(self._stop_event, reader, self.protocol, self.report_server_error)
-
+    def _serve(self, main: Any) -> None:
         try:
-            with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-                runner.run(serve())
+            asyncio.run(main)
         except BrokenPipeError:
             logger.error("lost the connection to the client; shutting down")
-        except (KeyboardInterrupt, SystemExit):
+        except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
             pass
         finally:
             self.shutdown()  # type: ignore[no-untyped-call]
+
+    def _transport(self) -> Transport:
+        assert isinstance(self.protocol, FimlsProtocol)
+        self._stop_event = threading.Event()
+        return Transport(self.protocol, self._stop_event, self.report_server_error)
+
+    def start_io(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
+        """Speak LSP on stdin and stdout."""
+        self._serve(self._transport().stdio(stdin, stdout, self.thread_pool))
+
+    def start_tcp(self, host: str, port: int) -> None:
+        """Speak LSP with the first client that connects to ``host:port``."""
+        self._serve(self._transport().tcp(host, port))
 
     def report_server_error(self, error: Exception, source: Any) -> None:
         """Answer unreadable messages; log other internal errors instead of popping them up."""
@@ -109,31 +102,36 @@ class FimlsServer(LanguageServer):
         logger.error("internal error (%s): %s", getattr(source, "__name__", source), error)
 
     def _show(self, level: str, message: str) -> None:
+        message = log.REDACTOR.redact(message)
         self.window_show_message(types.ShowMessageParams(type=_LEVELS[level], message=message))
         self.window_log_message(types.LogMessageParams(type=_LEVELS[level], message=message))
 
     # -- configuration ---------------------------------------------------------
 
-    def configure(self, raw: Any) -> Settings:
-        """Parse settings, reporting problems in one message; the engine follows."""
+    def configure(self, workspace: Any = None) -> Settings:
+        """Parse the user file, initializationOptions and workspace settings; the engine follows."""
+        workspace, ignored = from_workspace(workspace)
+        raw: Any = {**self.user_options, **self.init_options}
+        if isinstance(workspace, dict):
+            raw.update(workspace)
+        elif workspace not in (None, {}):
+            raw = workspace
         settings, problems = parse_settings(raw)
         log.add_secrets([settings.api_key])
-        if problems:
-            self.notices.clear("config")
-            self.notices.notify("config", "fimls settings: " + "; ".join(problems), "warning")
         self.privacy = Privacy(self.roots, settings.languages)
         self.blocked.clear()
         if self.engine is None:
             self.engine = Engine(
-                settings,
-                transport=self.transport,
-                on_error=self.backend_failed,
-                on_success=self.backend_ok,
+                settings, transport=self.transport, on_error=self.backend_failed, on_success=self.backend_ok
             )
         else:
             self.engine.configure(settings)
             self.notices.clear()
             self.engine.start_model_resolution()
+        if problems:
+            self.notices.notify("config", "fimls settings: " + "; ".join(problems), "warning")
+        if ignored:
+            self.notices.notify("workspace-settings", "fimls: " + "; ".join(ignored), "warning", sticky=True)
         return settings
 
     def backend_failed(self, error: BackendError) -> None:
@@ -180,8 +178,7 @@ class FimlsServer(LanguageServer):
     async def suggest(self, snap: Snapshot, invoked: bool, kind: str = "inline") -> list[Suggestion]:
         """Run the engine for the newest request on a document; older ones get nothing."""
         assert self.engine is not None
-        delay = 0.0 if invoked else self.engine.settings.debounce_ms / 1000
-        ticket = self.scheduler.claim(snap.uri, delay, kind, since=ARRIVED.get())
+        ticket = self.scheduler.claim(snap.uri, 0.0 if invoked else self.wait_before_asking(snap), kind)
         try:
             suggestions = await self.engine.complete(snap, ticket)
         finally:
@@ -194,107 +191,39 @@ class FimlsServer(LanguageServer):
             return []
         return suggestions
 
+    def wait_before_asking(self, snap: Snapshot) -> float:
+        """The debounce for a request at ``snap``: adaptive, or the fixed ``debounceMs``."""
+        assert self.engine is not None
+        settings = self.engine.settings
+        upper = settings.debounce_ms / 1000
+        if not settings.adaptive_debounce:
+            return upper
+        keystroke = self.scheduler.keystrokes.get(snap.uri)
+        return debounce(keystroke, snap.line_prefix, snap.line_suffix, self.scheduler.rhythm, upper)
 
-def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's event loop where it is installed (about a tenth less latency per request),
-    unless ``FIMLS_EVENT_LOOP=asyncio``; ``None`` means asyncio's own."""
-    if os.environ.get("FIMLS_EVENT_LOOP", "").strip().lower() == "asyncio":
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
-
-
-async def _stdin_reader(stdin: BinaryIO, pool: Any, already_read: bytes = b"") -> Any:
-    """Read stdin on the event loop (no thread hop per line) when epoll can watch it; a
-    thread reads anything else (files, ``/dev/null``).
-
-    ``already_read`` (bytes :mod:`fimls.early` took from a pipe) comes first.
-    """
-    try:
-        fd = stdin.fileno()
-    except (OSError, ValueError):  # not backed by a file descriptor
-        return StdinAsyncReader(stdin, pool)
-    loop = asyncio.get_running_loop()
-    reader = StampedReader(limit=1 << 24)
-    if already_read:
-        reader.feed_data(already_read)
-    if _pollable(fd):
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stdin)
-        return reader
-
-    def pump() -> None:
-        try:
-            while chunk := os.read(fd, 1 << 16):
-                loop.call_soon_threadsafe(reader.feed_data, chunk)
-        except OSError as error:
-            logger.error("cannot read stdin: %s", error)
-        finally:
-            with contextlib.suppress(RuntimeError):  # the loop already closed
-                loop.call_soon_threadsafe(reader.feed_eof)
-
-    threading.Thread(target=pump, name="fimls-stdin", daemon=True).start()
-    return reader
+    def status(self) -> dict[str, Any]:
+        """What ``fimls.status`` reports (never the key)."""
+        assert self.engine is not None
+        return {
+            "version": __version__,
+            "positionEncoding": self.encoding,
+            "openDocuments": len(self.documents),
+            "pendingRequests": len(self.scheduler),
+            "asyncioTasks": len(asyncio.all_tasks()),
+            **self.engine.status(),
+            "settings": self.engine.settings.redacted,
+        }
 
 
-def _pollable(fd: int) -> bool:
-    """Whether the event loop's selector accepts ``fd`` (pipes and sockets; not files or
-    ``/dev/null``, which would otherwise fail later, inside the loop, and never be read)."""
-    selector = selectors.DefaultSelector()
-    try:
-        selector.register(fd, selectors.EVENT_READ)
-    except (OSError, ValueError):
-        return False
-    finally:
-        selector.close()
-    return True
-
-
-_WARM_URI = "untitled:fimls-warm-up"
-_WARM_POSITION = {"line": 0, "character": 1}
-_WARM_DOCUMENT = {"textDocument": {"uri": _WARM_URI}, "position": _WARM_POSITION}
-_WARM_MESSAGES: list[dict[str, Any]] = [
-    {
-        "method": types.TEXT_DOCUMENT_DID_CHANGE,
-        "params": {
-            "textDocument": {"uri": _WARM_URI, "version": 2},
-            "contentChanges": [
-                {"range": {"start": _WARM_POSITION, "end": _WARM_POSITION}, "text": "x"},
-                {"text": "x = 1\n"},
-            ],
-        },
-    },
-    {
-        "method": types.TEXT_DOCUMENT_INLINE_COMPLETION,
-        "id": 0,
-        "params": {**_WARM_DOCUMENT, "context": {"triggerKind": 2}},
-    },
-    {
-        "method": types.TEXT_DOCUMENT_COMPLETION,
-        "id": 0,
-        "params": {**_WARM_DOCUMENT, "context": {"triggerKind": 1}},
-    },
-    {"method": types.CANCEL_REQUEST, "params": {"id": 0}},
-]
-
-
-def _warm_up(ls: FimlsServer) -> None:
-    """Prepare the keystroke path's (de)serialisers while the editor is still starting."""
-    snap = Document(_WARM_URI, "x = 1\n").snapshot(
-        0, 1, encoding=ls.encoding, max_prefix=99, max_suffix=99, anchor=1
-    )
-    found = [Suggestion(" = 2", 4)]
-    results = [
-        items.inline_items(snap, found),
-        items.completion_list(snap, found, snippets=ls.snippets, markdown=ls.markdown, as_is=ls.as_is),
-    ]
-    assert isinstance(ls.protocol, FimlsProtocol)
-    try:
-        ls.protocol.warm_up(_WARM_MESSAGES, results)
-    except Exception as error:  # a cold start is slower, never broken
-        logger.debug("warm-up skipped: %s", error)
+def _client_features(ls: FimlsServer) -> None:
+    """Note what the client can do with completion items."""
+    caps = ls.client_capabilities
+    item = "text_document.completion.completion_item"
+    ls.snippets = bool(get_capability(caps, f"{item}.snippet_support", False))
+    formats = get_capability(caps, f"{item}.documentation_format", None)
+    ls.markdown = formats is not None and types.MarkupKind.Markdown in formats
+    modes = get_capability(caps, f"{item}.insert_text_mode_support", None)
+    ls.as_is = modes is not None and types.InsertTextMode.AsIs in modes.value_set
 
 
 def create_server(transport: httpx.AsyncBaseTransport | None = None) -> FimlsServer:
@@ -305,41 +234,33 @@ def create_server(transport: httpx.AsyncBaseTransport | None = None) -> FimlsSer
     def initialize(ls: FimlsServer, params: types.InitializeParams) -> None:
         encoding = ls.workspace.position_encoding
         ls.encoding = str(getattr(encoding, "value", encoding) or UTF16)
-        ls.snippets = bool(
-            get_capability(
-                ls.client_capabilities,
-                "text_document.completion.completion_item.snippet_support",
-                False,
-            )
-        )
-        formats = get_capability(
-            ls.client_capabilities, "text_document.completion.completion_item.documentation_format", None
-        )
-        ls.markdown = formats is not None and types.MarkupKind.Markdown in formats
-        modes = get_capability(
-            ls.client_capabilities, "text_document.completion.completion_item.insert_text_mode_support", None
-        )
-        ls.as_is = modes is not None and types.InsertTextMode.AsIs in modes.value_set
-        options = params.initialization_options
+        _client_features(ls)
         ls.roots = [folder.uri for folder in params.workspace_folders or []]
         if params.root_uri and params.root_uri not in ls.roots:
             ls.roots.append(params.root_uri)
+        options = params.initialization_options
         ls.init_options = dict(options) if isinstance(options, dict) else {}
-        ls.configure(options)
+        ls.user_options, problems = load_user_config()
+        for problem in problems:
+            ls.notices.notify("user-config", f"fimls: {problem}", "warning")
+        if options is not None and not isinstance(options, dict):
+            ls.configure(options)  # reported as "settings must be an object"
+        else:
+            ls.configure()
         client = params.client_info.name if params.client_info else "unknown client"
         logger.info("initialized for %s, position encoding %s", client, ls.encoding)
 
     @server.feature(types.INITIALIZED)
     def initialized(ls: FimlsServer, _params: types.InitializedParams) -> None:
-        assert ls.engine is not None
-        _warm_up(ls)
-        if ls.engine.client.refusal:
-            ls.notices.notify("insecure", f"fimls: {ls.engine.client.refusal}", "error")
+        engine = ls.engine
+        assert engine is not None
+        if engine.backend.refusal:
+            ls.notices.notify("insecure", f"fimls: {engine.backend.refusal}", "error")
             return
-        if not ls.engine.client.has_key:
-            ls.notices.notify("auth", f"fimls: {ls.engine.key_problem or MISSING_KEY}", "warning")
+        if engine.key_problem:
+            ls.notices.notify("auth", f"fimls: {engine.key_problem}", "warning")
             return
-        task = ls.engine.start_model_resolution()
+        task = engine.start_model_resolution()
         task.add_done_callback(
             lambda t: (
                 None
@@ -353,9 +274,7 @@ def create_server(transport: httpx.AsyncBaseTransport | None = None) -> FimlsSer
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     def did_change_configuration(ls: FimlsServer, params: types.DidChangeConfigurationParams) -> None:
         payload = settings_from_change(params.settings)
-        if isinstance(payload, dict) and payload:
-            ls.configure({**ls.init_options, **payload})
-        elif payload not in (None, {}):
+        if payload not in (None, {}):
             ls.configure(payload)
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
@@ -368,6 +287,7 @@ def create_server(transport: httpx.AsyncBaseTransport | None = None) -> FimlsSer
         doc = ls.documents.get(params.text_document.uri)
         if doc is None:
             return
+        ls.scheduler.keystroke(doc.uri, "".join(change.text for change in params.content_changes))
         for change in params.content_changes:
             if isinstance(change, types.TextDocumentContentChangePartial):
                 start, end = change.range.start, change.range.end
@@ -383,9 +303,9 @@ def create_server(transport: httpx.AsyncBaseTransport | None = None) -> FimlsSer
         uri = params.text_document.uri
         ls.documents.pop(uri, None)
         ls.blocked.pop(uri, None)
-        ls.scheduler.supersede_all(uri)
+        ls.scheduler.forget(uri)
         if ls.engine is not None:
-            ls.engine.typing.forget(uri)
+            ls.engine.forget(uri)
 
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
     async def inline_completion(
@@ -410,25 +330,18 @@ def create_server(transport: httpx.AsyncBaseTransport | None = None) -> FimlsSer
             snap, suggestions, snippets=ls.snippets, markdown=ls.markdown, as_is=ls.as_is
         )
 
-    @server.command(COMMANDS[0])
+    @server.command(STATUS)
     def status(ls: FimlsServer, *_args: Any) -> dict[str, Any]:
-        assert ls.engine is not None
-        return {
-            "version": __version__,
-            "positionEncoding": ls.encoding,
-            "openDocuments": len(ls.documents),
-            "pendingRequests": len(ls.scheduler),
-            "asyncioTasks": len(asyncio.all_tasks()),
-            "eventLoop": type(asyncio.get_running_loop()).__module__.split(".")[0],
-            **ls.engine.status(),
-            "settings": ls.engine.settings.redacted,
-        }
+        return ls.status()
 
-    @server.command(COMMANDS[1])
+    @server.command(BALANCE)
     async def balance(ls: FimlsServer, *_args: Any) -> dict[str, Any]:
         assert ls.engine is not None
+        backend = ls.engine.backend
+        if not isinstance(backend, DeepSeek):
+            raise JsonRpcInternalError(f"fimls.balance: {backend.label} has no balance to show")
         try:
-            result = await ls.engine.client.balance()
+            result = await backend.balance()
         except BackendError as error:
             raise JsonRpcInternalError(f"fimls.balance: {error}") from None
         return {
@@ -437,11 +350,11 @@ def create_server(transport: httpx.AsyncBaseTransport | None = None) -> FimlsSer
             "text": result.describe(),
         }
 
-    @server.command(COMMANDS[2])
+    @server.command(MODELS)
     async def models(ls: FimlsServer, *_args: Any) -> dict[str, Any]:
         assert ls.engine is not None
         try:
-            available = await ls.engine.client.models()
+            available = await ls.engine.backend.models()
         except BackendError as error:
             raise JsonRpcInternalError(f"fimls.models: {error}") from None
         return {"models": available, "selected": await ls.engine.model()}

@@ -1,4 +1,4 @@
-"""Counters behind ``fimls.status``, and the cost estimate."""
+"""Counters behind ``fimls.status``."""
 
 from __future__ import annotations
 
@@ -7,25 +7,7 @@ from typing import Any
 
 import attrs
 
-from fimls.backend import Usage
-
-# USD per million tokens: (cache hit input, cache miss input, output). DeepSeek's list
-# prices for its flash model at peak hours (off-peak is half), so the estimate errs high.
-PRICES: dict[str, tuple[float, float, float]] = {
-    "deepseek-flash": (0.006, 0.30, 1.20),
-    "deepseek-v4-flash": (0.006, 0.30, 1.20),
-    "deepseek-chat": (0.006, 0.30, 1.20),
-    "deepseek-v4-pro": (0.044, 1.32, 3.96),
-}
-DEFAULT_PRICE = PRICES["deepseek-flash"]
-
-
-def cost_usd(usage: Usage, model: str) -> float:
-    """Estimated price of one answer."""
-    hit, miss, out = PRICES.get(model, DEFAULT_PRICE)
-    return (
-        usage.cache_hit_tokens * hit + usage.cache_miss_tokens * miss + usage.completion_tokens * out
-    ) / 1_000_000
+from fimls.backends.base import Price, Usage
 
 
 @attrs.define
@@ -40,6 +22,14 @@ class Stats:
     typing_through_hits: int = 0
     shared_in_flight: int = 0
     superseded: int = 0
+    early_answers: int = 0
+    """Answers given while the stream was still arriving."""
+    streams_cancelled: int = 0
+    speculative_requests: int = 0
+    """Backend requests made ahead of need (prefetch); not in ``requests_sent``."""
+    speculative_hits: int = 0
+    """Speculative answers a later request was served from."""
+    speculative_cost_usd: float = 0.0
     stale_dropped: int = 0
     skipped: int = 0
     prompt_tokens: int = 0
@@ -50,15 +40,15 @@ class Stats:
     last_error: str | None = None
     last_error_at: float | None = None
 
-    def add_usage(self, usage: Usage | None, model: str) -> None:
-        """Account for one answer's tokens."""
-        if usage is None:
-            return
+    def add_usage(self, usage: Usage, price: Price) -> float:
+        """Account for one answer's tokens; returns its cost."""
         self.prompt_tokens += usage.prompt_tokens
         self.completion_tokens += usage.completion_tokens
         self.prompt_cache_hit_tokens += usage.cache_hit_tokens
         self.prompt_cache_miss_tokens += usage.cache_miss_tokens
-        self.cost_usd += cost_usd(usage, model)
+        cost = price.cost(usage)
+        self.cost_usd += cost
+        return cost
 
     def record_error(self, message: str) -> None:
         """Remember the latest failure."""
@@ -67,9 +57,16 @@ class Stats:
         self.last_error_at = time.time()
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready counters with the derived cache-hit share."""
+        """JSON-ready counters (camelCase keys) with the derived cache-hit share."""
         data = attrs.asdict(self)
         data["cost_usd"] = round(self.cost_usd, 6)
+        data["speculative_cost_usd"] = round(self.speculative_cost_usd, 6)
         total = self.prompt_cache_hit_tokens + self.prompt_cache_miss_tokens
         data["prompt_cache_hit_share"] = round(self.prompt_cache_hit_tokens / total, 4) if total else None
-        return data
+        return {camel(key): value for key, value in data.items()}
+
+
+def camel(name: str) -> str:
+    """``snake_case`` to ``camelCase``."""
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)

@@ -892,12 +892,12 @@ def overheads(reqs: list[Req], debounce: float) -> dict[str, list[float]]:
 
 
 def price(usage: dict[str, Any], model: str) -> float:
-    """USD for one answer at DeepSeek's prices as fimls knows them (fimls.stats)."""
-    from fimls.backend import Usage
-    from fimls.stats import cost_usd
+    """USD for one answer at DeepSeek's list prices as fimls knows them."""
+    from fimls.backends.base import Usage
+    from fimls.backends.deepseek import DEFAULT_PRICE, PRICES
 
     parsed = Usage.parse(usage)
-    return cost_usd(parsed, model) if parsed is not None else 0.0
+    return PRICES.get(model, DEFAULT_PRICE).cost(parsed) if parsed is not None else 0.0
 
 
 def cost_of(logs: list[dict[str, Any]]) -> tuple[int, int, int, float]:
@@ -1010,19 +1010,19 @@ def status_subset(info: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     keys = (
         "model",
-        "requests_sent",
+        "requestsSent",
         "responses",
         "errors",
-        "cache_hits",
-        "typing_through_hits",
-        "shared_in_flight",
+        "cacheHits",
+        "typingThroughHits",
+        "sharedInFlight",
         "superseded",
-        "stale_dropped",
-        "prompt_tokens",
-        "prompt_cache_hit_tokens",
-        "prompt_cache_hit_share",
-        "cost_usd",
-        "last_error",
+        "staleDropped",
+        "promptTokens",
+        "promptCacheHitTokens",
+        "promptCacheHitShare",
+        "costUsd",
+        "lastError",
     )
     return {k: info.get(k) for k in keys}
 
@@ -1149,7 +1149,7 @@ async def typing_run(
             "pauses_over_one_request": sum(1 for c in per_pause if c > 1),
             "requests_outside_pauses": len(logs) - in_pause,
             "requests_while_typing_along": along,
-            "typing_through_server": (info or {}).get("typing_through_hits"),
+            "typing_through_server": (info or {}).get("typingThroughHits"),
             "time_to_suggestion_ms": summarize_latency(tts_all),
             "time_to_suggestion_backend_ms": summarize_latency(tts_backend),
             "prompt_tokens": prompt,
@@ -1742,7 +1742,7 @@ def resolve(name: str) -> Path:
 
 
 async def run_all(args: argparse.Namespace) -> dict[str, Any]:
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     result: dict[str, Any] = {
         "meta": {
             "date_utc": stamp,

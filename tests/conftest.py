@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -61,8 +62,42 @@ def capabilities(name: str) -> types.ClientCapabilities:
 Start = Callable[..., Awaitable[LanguageClient]]
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked ``tcp_too`` run over stdio and over ``fimls --tcp``."""
+    if "lsp_transport" in metafunc.fixturenames and metafunc.definition.get_closest_marker("tcp_too"):
+        metafunc.parametrize("lsp_transport", ["stdio", "tcp"])
+
+
 @pytest.fixture
-async def start_server(fake: FakeDeepSeek) -> AsyncIterator[Start]:
+def lsp_transport() -> str:
+    """How tests reach the server: ``stdio`` unless the test is marked ``tcp_too``."""
+    return "stdio"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def start_over_tcp(client: LanguageClient, args: list[str], env: dict[str, str]) -> None:
+    """Run ``fimls --tcp`` and connect ``client`` to it (the process is kept as ``client._server``)."""
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        *SERVER, "--tcp", "--port", str(port), *args, env=env, stderr=asyncio.subprocess.PIPE
+    )
+    client._server = proc
+    for _ in range(200):
+        try:
+            await client.start_tcp("127.0.0.1", port)
+            return
+        except OSError:
+            await asyncio.sleep(0.05)
+    raise RuntimeError("fimls --tcp did not listen")
+
+
+@pytest.fixture
+async def start_server(fake: FakeDeepSeek, lsp_transport: str) -> AsyncIterator[Start]:
     """Start fimls processes; each is shut down cleanly after the test."""
     clients: list[LanguageClient] = []
 
@@ -73,24 +108,27 @@ async def start_server(fake: FakeDeepSeek) -> AsyncIterator[Start]:
         args: list[str] | None = None,
     ) -> LanguageClient:
         client = make_test_lsp_client()
-        await client.start_io(*SERVER, *(args or []), env=env or server_env(fake))
+        if lsp_transport == "tcp":
+            await start_over_tcp(client, args or [], env or server_env(fake))
+        else:
+            await client.start_io(*SERVER, *(args or []), env=env or server_env(fake))
         clients.append(client)
         client.init_result = await client.initialize_session(  # type: ignore[attr-defined]
             types.InitializeParams(
                 capabilities=capabilities(caps) if isinstance(caps, str) else caps,
-                initialization_options={"debounceMs": 0, **(options or {})},
+                initialization_options={"debounceMs": 0, "prefetch": False, **(options or {})},
                 client_info=types.ClientInfo(name="pytest"),
             )
         )
-        # fimls answers initialize before it has loaded (fimls.early); timing-sensitive
-        # tests start once a request shows the whole server is up.
+        # Timing-sensitive tests start once a request shows the server is up.
         await client.workspace_execute_command_async(types.ExecuteCommandParams(command="fimls.status"))
         return client
 
     yield start
     for client in clients:
         try:
-            await asyncio.wait_for(client.shutdown_session(), 10)
+            if client._server is None or client._server.returncode is None:
+                await asyncio.wait_for(client.shutdown_session(), 10)
         finally:
             await client.stop()
 

@@ -70,9 +70,11 @@ def test_doctor_passes(fake):
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert any(line.startswith("PASS  API key") for line in lines)
-    assert any(line.startswith("PASS  GET /models") and "using deepseek-flash" in line for line in lines)
+    assert any(
+        line.startswith("PASS  models (GET /models)") and "using deepseek-flash" in line for line in lines
+    )
     assert any(line.startswith("PASS  GET /user/balance: 12.34 USD (available)") for line in lines)
-    assert any(line.startswith("PASS  FIM /beta/completions") for line in lines)
+    assert any(line.startswith("PASS  FIM (POST /beta/completions)") for line in lines)
     assert [r.path for r in fake.requests] == ["/models", "/user/balance", "/beta/completions"]
     assert TEST_KEY not in result.stdout + result.stderr
 
@@ -81,7 +83,7 @@ def test_doctor_fails_clearly(fake):
     env = server_env(fake, DEEPSEEK_API_KEY="sk-wrong-key-000000000")
     result = run(fake, "doctor", env=env)
     assert result.returncode == 1
-    assert "FAIL  GET /models" in result.stdout and "invalid API key" in result.stdout
+    assert "FAIL  models (GET /models)" in result.stdout and "rejected the API key (401)" in result.stdout
     assert "sk-wrong-key-000000000" not in result.stdout + result.stderr
 
 
@@ -89,7 +91,7 @@ def test_doctor_without_key(fake):
     env = server_env(fake)
     del env["DEEPSEEK_API_KEY"]
     result = run(fake, "doctor", env=env)
-    assert result.returncode == 1 and "FAIL  API key: missing" in result.stdout
+    assert result.returncode == 1 and "FAIL  API key: no API key: set DEEPSEEK_API_KEY" in result.stdout
     assert fake.requests == []
 
 
@@ -97,7 +99,7 @@ def test_doctor_unavailable_balance_and_unlisted_model(fake):
     fake.balance = {"is_available": False, "balance_infos": []}
     result = run(fake, "--config", json.dumps({"model": "deepseek-gone"}), "doctor")
     assert result.returncode == 1
-    assert "FAIL  GET /models" in result.stdout and "NOT listed" in result.stdout
+    assert "FAIL  models (GET /models)" in result.stdout and "NOT listed" in result.stdout
     assert "FAIL  GET /user/balance: none (NOT available)" in result.stdout
 
 

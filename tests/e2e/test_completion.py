@@ -1,4 +1,4 @@
-"""End to end: the real fimls over stdio against the fake DeepSeek on 127.0.0.1."""
+"""End to end: the real fimls over stdio (and over ``--tcp``) against the fake DeepSeek on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pygls.exceptions import JsonRpcRequestCancelled
 from fimls.document import units
 
 CLIENTS = ["neovim", "vscode", "emacs"]
+pytestmark = pytest.mark.tcp_too
 
 
 @pytest.mark.parametrize(
@@ -171,7 +172,11 @@ async def test_classic_completion_plain_text_client(start_server, fake):
     assert item.label == "max(a, b)"
 
 
-async def test_cancel_request_answers_32800_and_aborts_backend(start_server, fake):
+async def test_cancelled_request_is_answered_at_once_and_its_stream_kept_until_the_text_diverges(
+    start_server, fake
+):
+    """The client cancels on every keystroke: the answer may still serve the person typing along,
+    so the stream goes on until the document leaves it (then it is aborted)."""
     fake.default = Reply(text="slow", delay=10)
     client = await start_server("vscode")
     uri = open_doc(client, "x = \n")
@@ -186,6 +191,11 @@ async def test_cancel_request_answers_32800_and_aborts_backend(start_server, fak
     with pytest.raises(JsonRpcRequestCancelled):
         await future
     assert asyncio.get_running_loop().time() - started < 1.0
+    await asyncio.sleep(0.3)
+    assert not fake.fim_requests()[0].aborted
+    fake.default = Reply(text="other")
+    change(client, uri, 2, (0, 4), (0, 4), "q")  # "slow" does not start with "q"
+    assert [i.insert_text for i in await inline(client, uri, 0, 5)] == ["other"]
     assert await asyncio.to_thread(fake.wait_for, lambda: fake.fim_requests()[0].aborted, 3)
 
 
@@ -226,7 +236,7 @@ async def test_identical_requests_share_one_backend_call(start_server, fake):
     assert [[i.insert_text for i in r] for r in results] == [["shared"], ["shared"]]
     assert len(fake.fim_requests()) == 1
     status = await one.workspace_execute_command_async(types.ExecuteCommandParams(command="fimls.status"))
-    assert status["shared_in_flight"] == 1
+    assert status["sharedInFlight"] == 1
 
 
 async def test_typing_through_needs_no_request(start_server, fake):
@@ -240,7 +250,7 @@ async def test_typing_through_needs_no_request(start_server, fake):
         assert [i.insert_text for i in items] == ["return a + b"[version - 1 :]]
     assert len(fake.fim_requests()) == 1
     status = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="fimls.status"))
-    assert status["typing_through_hits"] == 3 and status["requests_sent"] == 1
+    assert status["typingThroughHits"] == 3 and status["requestsSent"] == 1
 
 
 async def test_cache_serves_repeated_requests(start_server, fake):
@@ -249,11 +259,12 @@ async def test_cache_serves_repeated_requests(start_server, fake):
     uri = open_doc(client, "x = \ny = \n")
     assert [i.insert_text for i in await inline(client, uri, 0, 4)] == ["cached"]
     assert [i.insert_text for i in await inline(client, uri, 1, 4)] == ["cached"]
-    # Back on the first line: not what was shown last, but the same request as before.
-    assert [i.insert_text for i in await inline(client, uri, 0, 4)] == ["cached"]
+    # Another document with the same text makes the same request as the first.
+    other = open_doc(client, "x = \ny = \n", uri="file:///tmp/copy.py")
+    assert [i.insert_text for i in await inline(client, other, 0, 4)] == ["cached"]
     assert len(fake.fim_requests()) == 2
     status = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="fimls.status"))
-    assert status["cache_hits"] == 1
+    assert status["cacheHits"] == 1
 
 
 async def test_asking_again_where_a_suggestion_is_shown_needs_no_request(start_server, fake):
@@ -274,7 +285,7 @@ async def test_stale_result_is_dropped(start_server, fake):
     change(client, uri, 2, (1, 0), (1, 0), "edited ")
     assert await pending == []
     status = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="fimls.status"))
-    assert status["stale_dropped"] == 1
+    assert status["staleDropped"] == 1
 
 
 async def test_streaming_single_line_stops_at_the_line(start_server, fake):
@@ -363,18 +374,19 @@ async def test_bad_settings_give_one_message_and_defaults(start_server, fake):
 async def test_status_balance_and_no_key_leak(start_server, fake):
     client = await start_server("vscode")
     status = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="fimls.status"))
-    assert status["backend"] == fake.url and status["apiKey"] == "set"
+    assert status["backend"] == "deepseek" and status["baseUrl"] == fake.url and status["apiKey"] == "set"
     for field in (
-        "requests_sent",
-        "cache_hits",
-        "typing_through_hits",
-        "prompt_tokens",
-        "completion_tokens",
-        "prompt_cache_hit_tokens",
-        "cost_usd",
-        "last_error",
+        "requestsSent",
+        "cacheHits",
+        "typingThroughHits",
+        "promptTokens",
+        "completionTokens",
+        "promptCacheHitTokens",
+        "costUsd",
+        "lastError",
     ):
         assert field in status
+    assert all("_" not in key for key in status), "status keys are camelCase"
     assert TEST_KEY not in repr(status)
     balance = await client.workspace_execute_command_async(
         types.ExecuteCommandParams(command="fimls.balance")
@@ -391,9 +403,9 @@ async def test_prompt_cache_usage_is_recorded(start_server, fake):
     change(client, uri, 2, (200, 4), (200, 4), "1")
     await inline(client, uri, 200, 5)
     status = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="fimls.status"))
-    assert status["prompt_cache_hit_tokens"] > 0
-    assert status["prompt_cache_hit_share"] > 0.4
-    assert status["cost_usd"] > 0
+    assert status["promptCacheHitTokens"] > 0
+    assert status["promptCacheHitShare"] > 0.4
+    assert status["costUsd"] > 0
     first, second = fake.fim_requests()
     assert second.body["prompt"].startswith(first.body["prompt"][:-1])
 
@@ -406,8 +418,8 @@ async def test_streamed_requests_reuse_one_connection(start_server, fake):
         change(client, uri, version, (0, 4), (0, 4), "a")
         assert await inline(client, uri, 0, 4 + version - 1)
     status = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="fimls.status"))
-    assert status["requests_sent"] == 4
-    assert status["openConnections"] == 1
+    assert status["requestsSent"] == 4
+    assert len(fake._conns) == 1  # the fake saw one kept-alive connection
     assert status["inFlight"] == 0 and status["pendingRequests"] == 0
 
 

@@ -136,6 +136,7 @@ class Session:
                     "maxSuffixChars": 1_000_000,
                     "cacheSize": 0,
                     "maxRetries": 0,
+                    "prefetch": False,
                 },
             )
         )

@@ -26,7 +26,7 @@ async def type_and_ask(client, uri: str, times: int) -> list[list[types.InlineCo
 @pytest.mark.parametrize(
     ("status", "words", "requests_after_three"),
     [
-        (401, "invalid API key", 1),  # fatal: no further requests until settings change
+        (401, "rejected the API key (401)", 1),  # fatal: no further requests until settings change
         (402, "insufficient balance", 1),
         (400, "rejected the request (400)", 3),
         (422, "rejected the request (422)", 3),
@@ -45,7 +45,7 @@ async def test_client_errors(start_server, fake, status, words, requests_after_t
     status_info = await client.workspace_execute_command_async(
         types.ExecuteCommandParams(command="fimls.status")
     )
-    assert words in status_info["last_error"]
+    assert words in status_info["lastError"]
 
 
 async def test_fatal_error_lifts_when_settings_change(start_server, fake):
@@ -101,7 +101,7 @@ async def test_model_that_does_not_exist(start_server, fake):
     uri = open_doc(client, "x = \n")
     assert await inline(client, uri, 0, 4) == []
     await asyncio.sleep(0.1)
-    [message] = [m for m in shown(client) if "does not exist" in m]
+    [message] = [m for m in shown(client) if "does not know the model" in m]
     assert "deepseek-retired" in message
 
 

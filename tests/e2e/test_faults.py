@@ -236,17 +236,33 @@ def redirect(backend: Backend, sink: FakeDeepSeek) -> None:
 
 
 FAULTS = [
-    Fault("connection refused", lambda b, _s: b.refuse(), "cannot reach DeepSeek", "retry"),
     Fault(
-        "DNS failure", lambda _b, _s: None, "cannot reach DeepSeek", "retry", url="https://fimls-test.invalid"
+        "connection refused",
+        lambda b, _s: b.refuse(),
+        "(POST /beta/completions): connection refused",
+        "retry",
     ),
-    Fault("connect timeout", lambda b, _s: b.unaccepting(), "did not answer within", "hang"),
-    Fault("accepts, never answers", lambda b, _s: b.blackhole(), "did not answer within", "hang"),
-    Fault("keep-alives forever (SSE)", reply(keepalive_forever=True), "did not answer within", "hang"),
+    Fault(
+        "DNS failure",
+        lambda _b, _s: None,
+        "cannot reach DeepSeek at https://fimls-test.invalid (POST /beta/completions): name not resolved",
+        "retry",
+        url="https://fimls-test.invalid",
+    ),
+    Fault(
+        "connect timeout",
+        lambda b, _s: b.unaccepting(),
+        "did not answer POST /beta/completions within",
+        "hang",
+    ),
+    Fault(
+        "accepts, never answers", lambda b, _s: b.blackhole(), "did not answer POST /beta/completions", "hang"
+    ),
+    Fault("keep-alives forever (SSE)", reply(keepalive_forever=True), "did not answer within 0.6 s", "hang"),
     Fault(
         "keep-alives forever (JSON)",
         reply(keepalive_forever=True),
-        "did not answer within",
+        "did not answer within 0.6 s",
         "hang",
         stream=False,
     ),
@@ -263,7 +279,7 @@ FAULTS = [
     ),
     Fault("empty choices", reply(raw_body=b'{"choices": []}'), "no choices", "once", stream=False),
     Fault("HTTP 400", reply(status=400), "rejected the request (400)", "once"),
-    Fault("HTTP 401", reply(status=401), "invalid API key", "fatal"),
+    Fault("HTTP 401", reply(status=401), "rejected the API key (401)", "fatal"),
     Fault("HTTP 402", reply(status=402), "insufficient balance", "fatal"),
     Fault("HTTP 422", reply(status=422), "rejected the request (422)", "once"),
     Fault("HTTP 429", reply(status=429), "rate limit reached (429)", "retry"),
@@ -376,7 +392,7 @@ async def test_fault(start_server, fake, backend: Backend, fault: Fault):
     await asyncio.sleep(0.05)
     during = await status(client)
     calls = backend.calls() - calls_before
-    sent = during["requests_sent"] - before["requests_sent"]
+    sent = during["requestsSent"] - before["requestsSent"]
     retries = during["retries"] - before["retries"]
     new_messages = messages(client)[shown_before:]
 
@@ -402,14 +418,15 @@ async def test_fault(start_server, fake, backend: Backend, fault: Fault):
     if fault.name.startswith("redirect"):
         assert sink.requests == []  # the redirect was not followed
 
+    if fault.url is not None:
+        # The URL is a machine-level setting: a workspace cannot change it, so recovering
+        # from a wrong URL takes the user's own configuration and a restart.
+        ROWS.append(row(fault, typist, latencies, attempts, retries, new_messages, "restart"))
+        return
     # The fault clears.
     healthy = backend.fake or backend.healthy("back")
     healthy.default = Reply(text="back")
-    if fault.url is not None:
-        client.workspace_did_change_configuration(
-            types.DidChangeConfigurationParams(settings={"fimls": {"baseUrl": backend.url}})
-        )
-    elif fault.kind == "fatal":
+    if fault.kind == "fatal":
         # Still paused: nothing is sent, however often the user types.
         calls_paused = len(healthy.fim_requests())
         assert (await typist.keystroke())[0] == []
@@ -423,20 +440,23 @@ async def test_fault(start_server, fake, backend: Backend, fault: Fault):
     after = await status(client)
     assert after["inFlight"] == 0 and after["pendingRequests"] == 0
     assert client._server.returncode is None  # still up
-    ROWS.append(
-        {
-            "fault": fault.name,
-            "requests": typist.asked,
-            "answered": typist.answered,
-            "max_latency": max([*latencies, latency]),
-            "timeout": fault.timeout_ms / 1000,
-            "calls": attempts,
-            "retries": retries,
-            "messages": len(new_messages),
-            "message": new_messages[0],
-            "recovered": "config change" if fault.kind == "fatal" or fault.url else "yes",
-        }
-    )
+    recovered = "config change" if fault.kind == "fatal" else "yes"
+    ROWS.append(row(fault, typist, [*latencies, latency], attempts, retries, new_messages, recovered))
+
+
+def row(fault: Fault, typist, latencies, attempts, retries, new_messages, recovered: str) -> dict[str, Any]:
+    return {
+        "fault": fault.name,
+        "requests": typist.asked,
+        "answered": typist.answered,
+        "max_latency": max(latencies),
+        "timeout": fault.timeout_ms / 1000,
+        "calls": attempts,
+        "retries": retries,
+        "messages": len(new_messages),
+        "message": new_messages[0],
+        "recovered": recovered,
+    }
 
 
 def test_unaccepting_listener_times_out():
@@ -478,7 +498,7 @@ async def test_fault_storm_is_reported_once_and_bounded(start_server, fake, back
     assert all(r is not None and list(r.items) == [] for r in results)
     info = await status(client)
     # At most one request per pause in typing reaches the backend, plus its retries.
-    assert info["requests_sent"] <= 2 and len(backend.fake.fim_requests()) <= 2 * (MAX_RETRIES + 1)
+    assert info["requestsSent"] <= 2 and len(backend.fake.fim_requests()) <= 2 * (MAX_RETRIES + 1)
     await asyncio.sleep(0.05)
     assert sum("503" in m for m in messages(client)) == 1
 

@@ -153,4 +153,4 @@ def test_key_never_logged_at_any_verbosity(fake, tmp_path: Path, verbosity):
     assert proc.returncode == 0
     assert fake.fim_requests()[0].authorized  # the key was used...
     assert TEST_KEY.encode() not in out + err  # ...and never printed
-    assert b"invalid API key" in out
+    assert b"rejected the API key (401)" in out

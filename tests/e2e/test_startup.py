@@ -1,19 +1,16 @@
-"""Start-up over real stdio: initialize is answered before the server has loaded, and nothing
-the editor sends meanwhile is lost."""
+"""Start-up over real stdio: pygls answers initialize from the registered features, and nothing
+the editor sends right behind it is lost."""
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 from typing import Any
 
-import pytest
-from conftest import SERVER, inline, open_doc, server_env
+from conftest import SERVER, server_env
 from fake_deepseek import Reply
-from lsprotocol import types
 
-from fimls import early
+from fimls.server import BALANCE, MODELS, STATUS, TRIGGER_CHARACTERS
 
 
 def frame(message: Any) -> bytes:
@@ -81,31 +78,26 @@ async def test_initialize_answered_first_and_everything_after_it_served(fake):
     messages, stderr = await session(fake, capabilities, "x = \n", 4)
     responses = [m for m in messages if "id" in m]
     assert [m["id"] for m in responses] == [1, 2, 3]  # initialize is the first answer
-    params = {"capabilities": capabilities}
-    assert responses[0]["result"] == early.initialize_result(params)
+    result = responses[0]["result"]
+    caps = result["capabilities"]
+    assert result["serverInfo"]["name"] == "fimls"
+    assert caps["positionEncoding"] == "utf-16"
+    assert caps["textDocumentSync"]["change"] == 2  # incremental
+    assert caps["completionProvider"]["triggerCharacters"] == TRIGGER_CHARACTERS
+    assert sorted(caps["executeCommandProvider"]["commands"]) == sorted([STATUS, BALANCE, MODELS])
+    assert caps["inlineCompletionProvider"] == {}
+    assert caps["workspace"]["workspaceFolders"] == {"supported": True, "changeNotifications": True}
     assert [i["insertText"] for i in responses[1]["result"]["items"]] == ["fib(n - 1)"]
-    assert "differs" not in stderr and "Traceback" not in stderr
+    assert "Traceback" not in stderr
 
 
-async def test_capabilities_that_break_the_spec_fall_back_to_defaults(fake):
+async def test_the_negotiated_encoding_is_the_one_positions_use(fake):
     fake.default = Reply(text="1")
-    # "textDocument" must be an object; the encoding list is still honoured.
-    capabilities = {"general": {"positionEncodings": ["utf-8"]}, "textDocument": 5}
-    messages, stderr = await session(fake, capabilities, "é = \n", len("é = ".encode()))
+    capabilities = {"general": {"positionEncodings": ["utf-8"]}}
+    messages, _ = await session(fake, capabilities, "é = \n", len("é = ".encode()))
     responses = {m["id"]: m for m in messages if "id" in m}
     assert responses[1]["result"]["capabilities"]["positionEncoding"] == "utf-8"
     items = responses[2]["result"]["items"]
     assert [i["insertText"] for i in items] == ["1"]
     assert items[0]["range"]["start"] == {"line": 0, "character": 5}  # UTF-8 bytes
-    assert stderr.count("do not follow LSP") == 1
-
-
-@pytest.mark.parametrize("choice", ["", "asyncio"])
-async def test_event_loop_choice(start_server, fake, choice):
-    fake.default = Reply(text="42")
-    client = await start_server("vscode", env=server_env(fake, FIMLS_EVENT_LOOP=choice))
-    status = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="fimls.status"))
-    uvloop_installed = importlib.util.find_spec("uvloop") is not None
-    assert status["eventLoop"] == ("uvloop" if uvloop_installed and not choice else "asyncio")
-    uri = open_doc(client, "answer = \n")
-    assert [item.insert_text for item in await inline(client, uri, 0, 9)] == ["42"]
+    assert fake.fim_requests()[0].body["prompt"] == "é = "

@@ -1,29 +1,36 @@
-"""DeepSeek client against httpx.MockTransport: wire format, errors, retries, deadlines."""
+"""The DeepSeek backend over httpx.MockTransport: wire format, errors, retries, deadlines, redaction."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import time
 
 import httpx
 import pytest
 
-from fimls.backend import (
-    EVENT_BATCH,
+from fimls import log
+from fimls.backends import (
     AuthError,
     BalanceError,
-    DeepSeekClient,
     FimRequest,
+    Finish,
     NetworkError,
     ProtocolError,
     RateLimitError,
     RequestError,
     ServerError,
     Usage,
-    parse_retry_after,
-    public_url,
-    root_url,
+    build,
 )
+from fimls.backends.deepseek import DeepSeek
+from fimls.backends.http import parse_retry_after, sse_data
+from fimls.backends.openai import strip_tails
+from fimls.config import parse_settings
+from fimls.document import Document
+from fimls.engine import Engine
+from fimls.urls import public_url
 
 KEY = "sk-unit-test-key-0123456789"
 
@@ -31,7 +38,7 @@ KEY = "sk-unit-test-key-0123456789"
 def request(stream: bool = False, **kw) -> FimRequest:
     fields = dict(
         model="deepseek-flash",
-        prompt="def f():\n    return ",
+        prefix="def f():\n    return ",
         suffix="\n",
         max_tokens=64,
         stop=("\n",),
@@ -60,19 +67,32 @@ def completion_json(text: str, reason: str = "stop") -> dict:
     }
 
 
-def client_for(handler, **kw) -> tuple[DeepSeekClient, list[float]]:
+def backend_for(handler, **settings) -> tuple[DeepSeek, list[float]]:
     slept: list[float] = []
+    raw = {"baseUrl": "https://api.deepseek.com/beta/", **settings}
+    parsed, problems = parse_settings(raw)
+    assert problems == []
+    backend = build(parsed, KEY, transport=httpx.MockTransport(handler), env={})
+    assert isinstance(backend, DeepSeek)
 
     async def sleep(seconds: float) -> None:
         slept.append(seconds)
 
-    client = DeepSeekClient(
-        "https://api.deepseek.com/beta/", KEY, transport=httpx.MockTransport(handler), sleep=sleep, **kw
-    )
-    return client, slept
+    backend.http._sleep = sleep
+    return backend, slept
 
 
-def test_root_url_variants():
+async def run(backend, req: FimRequest, timeout: float = 5.0) -> tuple[str, Finish]:
+    parts: list[str] = []
+    async with contextlib.aclosing(backend.generate(req, time.monotonic() + timeout)) as events:
+        async for event in events:
+            if isinstance(event, Finish):
+                return "".join(parts), event
+            parts.append(event)
+    raise AssertionError("no Finish")
+
+
+def test_base_url_variants():
     for url in (
         "https://api.deepseek.com",
         "https://api.deepseek.com/",
@@ -80,8 +100,8 @@ def test_root_url_variants():
         "https://api.deepseek.com/beta/completions",
         " https://api.deepseek.com/v1/ ",
     ):
-        assert root_url(url) == "https://api.deepseek.com"
-    assert public_url("https://user:pw@host.example/beta?key=1") == "https://host.example"
+        assert strip_tails(url, DeepSeek.url_tails) == "https://api.deepseek.com"
+    assert public_url("https://user:pw@host.example/beta?key=1") == "https://host.example/beta"
 
 
 def test_parse_retry_after():
@@ -99,25 +119,27 @@ async def test_json_answer_with_leading_blank_lines_and_body_shape():
     def handler(req: httpx.Request) -> httpx.Response:
         seen["url"] = str(req.url)
         seen["auth"] = req.headers["authorization"]
+        seen["agent"] = req.headers["user-agent"]
         seen["body"] = json.loads(req.content)
         return httpx.Response(200, content=b"\n\n\n" + json.dumps(completion_json("42")).encode())
 
-    client, _ = client_for(handler)
-    result = await client.fim(request(max_tokens=9999 if False else 64))
-    assert result.text == "42" and result.finish_reason == "stop"
-    assert result.usage == Usage(100, 3, 64, 36)
+    backend, _ = backend_for(handler)
+    text, finish = await run(backend, request())
+    assert text == "42" and finish.reason == "stop"
+    assert finish.usage == Usage(100, 3, 64, 36)
     assert seen["url"] == "https://api.deepseek.com/beta/completions"
-    assert seen["auth"] == f"Bearer {KEY}"
+    assert seen["auth"] == f"Bearer {KEY}" and seen["agent"].startswith("fimls/")
     body = seen["body"]
     assert body["model"] == "deepseek-flash" and body["stop"] == ["\n"] and body["stream"] is False
-    assert body["suffix"] == "\n" and "stream_options" not in body
-    await client.aclose()
+    assert body["prompt"] == "def f():\n    return " and body["suffix"] == "\n"
+    assert "stream_options" not in body
+    await backend.aclose()
 
 
-def sse(*chunks: dict | str) -> bytes:
+def sse(*events: dict | str) -> bytes:
     out = [": keep-alive", ""]
-    for chunk in chunks:
-        out += [chunk if isinstance(chunk, str) else "data: " + json.dumps(chunk), ""]
+    for event in events:
+        out += [event if isinstance(event, str) else "data: " + json.dumps(event), ""]
     return ("\n".join(out) + "\n").encode()
 
 
@@ -140,50 +162,54 @@ async def test_stream_skips_keepalives_and_reads_usage():
         assert json.loads(req.content)["stream_options"] == {"include_usage": True}
         return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
 
-    client, _ = client_for(handler)
-    result = await client.fim(request(stream=True))
-    assert (result.text, result.finish_reason, result.usage.prompt_tokens) == ("a + b", "stop", 10)
+    backend, _ = backend_for(handler)
+    text, finish = await run(backend, request(stream=True))
+    assert (text, finish.reason, finish.usage.prompt_tokens) == ("a + b", "stop", 10)
 
 
-async def test_stream_stops_early_once_done():
-    body = sse(chunk("first line\nsec"), chunk("ond"), chunk("", "stop"), "data: [DONE]")
-    client, _ = client_for(lambda req: httpx.Response(200, content=body))
-    result = await client.fim(request(stream=True), done=lambda text: "\n" in text)
-    assert result.early_close and result.text == "first line\nsec"
+async def test_sse_events_follow_the_format():
+    """Several data lines join with a newline; one space after the colon goes; CRLF and CR end lines."""
+    raw = b"data: one\r\ndata:two\r\n\r\n: comment\rid: 7\rdata:  three\r\r" + b"data: four"
+
+    response = httpx.Response(200, content=raw)
+    assert [e async for e in sse_data(response)] == ["one\ntwo", " three", "four"]
 
 
-@pytest.mark.parametrize("events", [3, EVENT_BATCH + 5, 3 * EVENT_BATCH])
-async def test_many_events_in_one_read_are_decoded_in_order(events):
-    pieces = [f"p{i} " for i in range(events)]
-    body = sse(*(chunk(piece) for piece in pieces), chunk("", "stop"), "data: [DONE]")
-    client, _ = client_for(lambda req: httpx.Response(200, content=body))
-    result = await client.fim(request(stream=True))
-    assert result.text == "".join(pieces) and result.finish_reason == "stop"
+async def test_stream_text_arrives_piece_by_piece():
+    gate = asyncio.Event()
 
+    class Slow(httpx.AsyncByteStream):
+        async def __aiter__(self):
+            yield sse(chunk("first\n"))
+            await gate.wait()
+            yield sse(chunk("second", "stop"), "data: [DONE]")
 
-async def test_a_malformed_event_after_a_complete_answer_is_never_read():
-    good = [chunk(f"line {i}\n") for i in range(EVENT_BATCH + 2)]
-    body = sse(*good, "data: {not json", "data: [DONE]")
-    client, _ = client_for(lambda req: httpx.Response(200, content=body))
-    result = await client.fim(request(stream=True), done=lambda text: text.count("\n") == 2)
-    assert result.early_close and result.text == "line 0\nline 1\n"
-    with pytest.raises(ProtocolError, match="malformed stream chunk"):
-        await client.fim(request(stream=True), done=lambda text: False)
+    backend, _ = backend_for(lambda req: httpx.Response(200, stream=Slow()))
+    async with contextlib.aclosing(backend.generate(request(stream=True), time.monotonic() + 5)) as events:
+        assert await anext(events) == "first\n"  # before the rest of the answer exists
+        gate.set()
+        assert await anext(events) == "second"
+        assert isinstance(await anext(events), Finish)
 
 
 async def test_stream_cut_without_done_is_an_error():
-    body = sse(chunk("abc"))
-    client, _ = client_for(lambda req: httpx.Response(200, content=body), max_retries=0)
-    with pytest.raises(ProtocolError):
-        await client.fim(request(stream=True))
+    backend, _ = backend_for(lambda req: httpx.Response(200, content=sse(chunk("abc"))), maxRetries=0)
+    with pytest.raises(ProtocolError, match="ended early"):
+        await run(backend, request(stream=True))
+
+
+async def test_malformed_stream_event():
+    backend, _ = backend_for(lambda req: httpx.Response(200, content=sse(chunk("a"), "data: {not json")))
+    with pytest.raises(ProtocolError, match="malformed stream chunk"):
+        await run(backend, request(stream=True))
 
 
 @pytest.mark.parametrize(
     ("status", "body", "error", "words"),
     [
-        (401, {"error": {"message": "Authentication Fails"}}, AuthError, "invalid API key"),
+        (401, {"error": {"message": "Authentication Fails"}}, AuthError, "rejected the API key (401)"),
         (402, {"error": {"message": "Insufficient Balance"}}, BalanceError, "insufficient balance"),
-        (400, {"error": {"message": "Model Not Exist"}}, RequestError, "does not exist"),
+        (400, {"error": {"message": "Model Not Exist"}}, RequestError, "does not know the model"),
         (422, {"error": {"message": "bad temperature"}}, RequestError, "bad temperature"),
     ],
 )
@@ -194,14 +220,25 @@ async def test_client_errors_are_not_retried(status, body, error, words):
         calls.append(req)
         return httpx.Response(status, json=body)
 
-    client, slept = client_for(handler)
+    backend, slept = backend_for(handler)
     with pytest.raises(error) as info:
-        await client.fim(request())
+        await run(backend, request())
     assert words in str(info.value)
-    assert KEY not in str(info.value)
+    assert "DeepSeek at https://api.deepseek.com" in str(info.value)
     assert len(calls) == 1 and slept == []
     if status == 400:
         assert info.value.model_missing
+
+
+@pytest.mark.parametrize("status", [400, 404, 401, 500])
+async def test_an_echoed_key_is_redacted_where_the_error_is_built(status):
+    """A server that repeats the Authorization header (or the key) in its error body."""
+    log.add_secrets([KEY])
+    echo = {"error": {"message": f"bad request; headers were Authorization: Bearer {KEY}; key={KEY}"}}
+    backend, _ = backend_for(lambda req: httpx.Response(status, json=echo), maxRetries=0)
+    with pytest.raises(Exception) as info:
+        await run(backend, request())
+    assert KEY not in str(info.value) and "***" in str(info.value)
 
 
 async def test_429_retries_honouring_retry_after_then_succeeds():
@@ -211,9 +248,10 @@ async def test_429_retries_honouring_retry_after_then_succeeds():
         httpx.Response(200, json=completion_json("ok")),
     ]
     retries = []
-    client, slept = client_for(lambda req: answers.pop(0), on_retry=lambda: retries.append(1))
-    result = await client.fim(request(), timeout=30)
-    assert result.text == "ok"
+    backend, slept = backend_for(lambda req: answers.pop(0))
+    backend.http._on_retry = lambda: retries.append(1)
+    text, _ = await run(backend, request(), timeout=30)
+    assert text == "ok"
     assert slept[0] == 1.0 and 0 < slept[1] <= 0.5
     assert len(retries) == 2
 
@@ -225,16 +263,16 @@ async def test_retries_are_bounded():
         calls.append(req)
         return httpx.Response(500)
 
-    client, _ = client_for(handler, max_retries=2)
-    with pytest.raises(ServerError):
-        await client.fim(request(), timeout=30)
+    backend, _ = backend_for(handler, maxRetries=2)
+    with pytest.raises(ServerError, match=r"server error \(500\)"):
+        await run(backend, request(), timeout=30)
     assert len(calls) == 3
 
 
 async def test_retry_after_beyond_the_deadline_gives_up_at_once():
-    client, slept = client_for(lambda req: httpx.Response(429, headers={"Retry-After": "60"}))
+    backend, slept = backend_for(lambda req: httpx.Response(429, headers={"Retry-After": "60"}))
     with pytest.raises(RateLimitError) as info:
-        await client.fim(request(), timeout=5)
+        await run(backend, request(), timeout=5)
     assert info.value.retry_after == 60 and slept == []
 
 
@@ -243,35 +281,76 @@ async def test_retry_after_beyond_the_deadline_gives_up_at_once():
     [b"{not json", b'{"id": "x"}', b'{"choices": []}', b'{"choices": "nope"}', b"[1, 2]"],
 )
 async def test_malformed_answers(content):
-    client, _ = client_for(lambda req: httpx.Response(200, content=content))
+    backend, _ = backend_for(lambda req: httpx.Response(200, content=content))
     with pytest.raises(ProtocolError):
-        await client.fim(request())
+        await run(backend, request())
 
 
-async def test_overall_deadline_despite_keepalives():
+async def test_an_answer_that_never_begins_ends_at_the_deadline():
+    async def silent(req: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(30)
+        raise AssertionError("unreachable")
+
+    backend, _ = backend_for(silent, maxRetries=0)
+    started = time.monotonic()
+    with pytest.raises(NetworkError, match=r"did not answer POST /beta/completions within 0\.3 s"):
+        await run(backend, request(stream=True), timeout=0.3)
+    assert time.monotonic() - started < 1.0
+
+
+async def test_keepalives_do_not_hold_the_engine_past_its_deadline():
+    """The body is bounded by the engine: keep-alive comments forever end in an empty answer."""
+
     class Trickle(httpx.AsyncByteStream):
         async def __aiter__(self):
             while True:
                 await asyncio.sleep(0.02)
                 yield b": keep-alive\n\n"
 
-    def handler(req: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, stream=Trickle())
-
-    client = DeepSeekClient(
-        "https://api.deepseek.com", KEY, transport=httpx.MockTransport(handler), max_retries=0
+    errors: list[Exception] = []
+    settings, _ = parse_settings(
+        {"apiKey": KEY, "model": "deepseek-flash", "timeoutMs": 300, "prefetch": False}
     )
-    with pytest.raises(NetworkError, match=r"within 0\.3 s"):
-        await client.fim(request(stream=True), timeout=0.3)
+    engine = Engine(
+        settings,
+        transport=httpx.MockTransport(lambda req: httpx.Response(200, stream=Trickle())),
+        on_error=errors.append,
+    )
+    snap = Document("file:///a.py", "x = \n").snapshot(
+        0, 4, encoding="utf-32", max_prefix=99, max_suffix=99, anchor=1
+    )
+    started = time.monotonic()
+    try:
+        assert await engine.complete(snap) == []
+        assert time.monotonic() - started < 1.0
+        await asyncio.sleep(0.3)  # the stream ends at its deadline too
+        assert engine.streams.live() == 0
+        assert errors and "did not answer within 0.3 s" in str(errors[-1])
+    finally:
+        await engine.aclose()
 
 
-async def test_connection_errors_become_network_errors():
+async def test_the_failure_that_used_up_the_time_is_reported():
+    async def slow_503(req: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.2)
+        return httpx.Response(503)
+
+    backend, _ = backend_for(slow_503)
+    backend.http._sleep = asyncio.sleep
+    with pytest.raises(ServerError, match="503"):
+        await run(backend, request(), timeout=0.5)
+
+
+async def test_connection_errors_name_the_url_and_cause():
     def handler(req: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused")
+        raise httpx.ConnectError("All connection attempts failed") from ConnectionRefusedError(111, "refused")
 
-    client, _ = client_for(handler, max_retries=1)
-    with pytest.raises(NetworkError, match="cannot reach DeepSeek"):
-        await client.fim(request())
+    backend, _ = backend_for(handler, maxRetries=1)
+    with pytest.raises(NetworkError) as info:
+        await run(backend, request())
+    assert str(info.value) == (
+        "cannot reach DeepSeek at https://api.deepseek.com (POST /beta/completions): connection refused"
+    )
 
 
 async def test_models_and_balance():
@@ -286,32 +365,21 @@ async def test_models_and_balance():
             json={"is_available": True, "balance_infos": [{"currency": "CNY", "total_balance": "110.00"}]},
         )
 
-    client, _ = client_for(handler)
-    assert await client.models() == ["deepseek-flash", "x"]
-    balance = await client.balance()
+    backend, _ = backend_for(handler)
+    assert await backend.models() == ["deepseek-flash", "x"]
+    assert backend.choose_model(["x", "deepseek-chat", "deepseek-flash"]) == "deepseek-flash"
+    balance = await backend.balance()
     assert balance.is_available and balance.describe() == "110.00 CNY (available)"
+    [check] = await backend.diagnose("deepseek-flash")
+    assert check.ok and check.detail == "110.00 CNY (available)"
 
 
-async def test_completion_request_carries_the_clients_headers_and_timeouts():
-    seen: list[httpx.Request] = []
-
-    def handler(req: httpx.Request) -> httpx.Response:
-        seen.append(req)
-        return httpx.Response(200, json={"choices": [{"text": "x", "finish_reason": "stop"}]})
-
-    client, _ = client_for(handler)
-    await client.fim(request())
-    [sent] = seen
-    assert sent.headers["Authorization"] == f"Bearer {KEY}"
-    assert sent.headers["User-Agent"].startswith("fimls/")
-    assert sent.headers["Content-Type"] == "application/json"
-    assert sent.extensions["timeout"]["read"] == 30.0
-    assert json.loads(sent.content)["prompt"] == request().prompt
-
-
-@pytest.mark.parametrize("variable", ["HTTPS_PROXY", "http_proxy", "ALL_PROXY"])
-def test_a_proxy_in_the_environment_keeps_requests_on_the_client(monkeypatch, variable):
-    assert DeepSeekClient("https://api.deepseek.com/beta", "sk-x")._direct
-    monkeypatch.setenv(variable, "http://proxy.example:3128")
-    # httpx picks the proxy per URL inside the client, so the client must send.
-    assert not DeepSeekClient("https://api.deepseek.com/beta", "sk-x")._direct
+def test_price_of_a_known_model_and_the_setting_that_overrides_it():
+    backend, _ = backend_for(lambda req: httpx.Response(500))
+    usage = Usage(
+        prompt_tokens=1_000_000,
+        completion_tokens=1_000_000,
+        cache_hit_tokens=500_000,
+        cache_miss_tokens=500_000,
+    )
+    assert backend.price("deepseek-flash").cost(usage) == pytest.approx(0.5 * 0.006 + 0.5 * 0.30 + 1.20)

@@ -91,7 +91,7 @@ def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
     assert _finite(r["cost_per_1000_accepted_usd"])
     assert 5 < r["peak_rss_mb"] < 2000
     assert r["cpu_ms_per_keystroke"] >= 0
-    assert r["status"] is not None and r["status"]["requests_sent"] > 0
+    assert r["status"] is not None and r["status"]["requestsSent"] > 0
 
     steady = result["steady"]["runs"][0]
     for key in COMMON:
@@ -117,32 +117,3 @@ def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
     targets = " ".join(check["target"] for check in result["checks"])
     for word in ("overhead", "pause", "suggestion", "cache", "cold start", "RSS", "CPU"):
         assert word in targets, word
-
-
-def test_floor_benchmark_reports_every_floor(tmp_path: Path) -> None:
-    out = tmp_path / "floor.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "bench_floor.py"),
-            "--rounds",
-            "3",
-            "--runs",
-            "1",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(out.read_text())
-    figures = result["median"]
-    assert len(figures) == 5
-    assert figures["pipe round trip ms"] > 0
-    assert figures["asyncio timer lateness ms"] >= 0
-    # Client time beyond the fake's own time: loopback hops at least, never negative.
-    assert all(value > 0 for key, value in figures.items() if "beyond the fake" in key)
-    assert all(key.removesuffix(" ms") in done.stdout for key in figures)

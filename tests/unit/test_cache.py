@@ -1,12 +1,12 @@
-"""Cache, typing-through and shared in-flight calls."""
+"""The TTL cache, and generations: typed-along text, divergence, one stream per document."""
 
 from __future__ import annotations
 
 import asyncio
 
-import pytest
-
-from fimls.cache import CompletionCache, Flights, TypingThrough
+from fimls.backends import FimRequest, Finish
+from fimls.cache import CompletionCache, Generation, Streams
+from fimls.prompt import Mode, Plan
 
 
 def test_lru_and_ttl():
@@ -29,76 +29,91 @@ def test_cache_disabled():
     assert cache.get("a") is None
 
 
-def test_typing_through():
-    memory = TypingThrough()
-    memory.remember("u", "def f():\n    ret", "\n", "urn x + 1")
-    assert memory.lookup("u", "def f():\n    retur", "\n") == "n x + 1"
-    assert memory.lookup("u", "def f():\n    retX", "\n") is None  # typed something else
-    assert memory.lookup("u", "def f():\n    ret", "\n") == "urn x + 1"  # asked again at the same place
-    assert memory.lookup("u", "def f():\n    retur", "\nchanged") is None
-    assert memory.lookup("other", "def f():\n    retur", "\n") is None
-    assert memory.lookup("u", "def f():\n    return x + 1", "\n") is None  # all typed
-    memory.forget("u")
-    assert memory.lookup("u", "def f():\n    retur", "\n") is None
+PLAN = Plan(Mode.MULTI, 0)
 
 
-async def test_flights_share_one_call():
-    calls = 0
-    release = asyncio.Event()
-
-    async def call():
-        nonlocal calls
-        calls += 1
-        await release.wait()
-        return "result"
-
-    flights: Flights[str] = Flights()
-    one = asyncio.ensure_future(flights.join("k", call))
-    two = asyncio.ensure_future(flights.join("k", call))
-    await asyncio.sleep(0.01)
-    assert "k" in flights
-    release.set()
-    assert await one == (True, "result")
-    assert await two == (True, "result")
-    assert calls == 1
-    assert len(flights) == 0
+def generation(uri: str = "u", prefix: str = "def f():\n    ret", suffix: str = "\n", **kw) -> Generation:
+    request = FimRequest(model="m", prefix=prefix, suffix=suffix, max_tokens=16)
+    return Generation(uri, request, PLAN, "    ret", **kw)
 
 
-async def test_flight_cancelled_when_last_waiter_abandons():
-    cancelled = asyncio.Event()
-
-    async def call():
-        try:
-            await asyncio.sleep(10)
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
-    flights: Flights[str] = Flights()
-    abandon: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    waiter = asyncio.ensure_future(flights.join("k", call, abandon))
-    await asyncio.sleep(0.01)
-    abandon.set_result(None)
-    assert await waiter == (False, None)
-    await asyncio.wait_for(cancelled.wait(), 1)
+def test_typed_along_the_answer():
+    g = generation()
+    g.feed("urn x")
+    assert g.typed("def f():\n    ret", "\n") == ""  # asked again at the same place
+    assert g.typed("def f():\n    retur", "\n") == "ur"
+    assert g.typed("def f():\n    return x + 1", "\n") == "urn x + 1"  # may still arrive
+    assert g.typed("def f():\n    retX", "\n") is None  # typed something else
+    assert g.typed("def f():\n    retur", "\nchanged") is None  # the suffix changed
+    assert g.typed("def g():\n    retur", "\n") is None  # the prefix changed
+    g.end(Finish("stop"))
+    assert g.typed("def f():\n    return x + 1", "\n") is None  # nothing more will arrive
+    assert g.typed("def f():\n    return x", "\n") == "urn x"
 
 
-async def test_flight_cancelled_with_its_waiter():
-    started = asyncio.Event()
-    cancelled = asyncio.Event()
+async def test_waiters_wake_on_text_and_on_end():
+    g = generation()
+    waiting = asyncio.ensure_future(g.changed(5))
+    await asyncio.sleep(0)
+    g.feed("a")
+    await asyncio.wait_for(waiting, 1)
+    waiting = asyncio.ensure_future(g.changed(5))
+    await asyncio.sleep(0)
+    g.end(Finish("stop"))
+    await asyncio.wait_for(waiting, 1)
+    await asyncio.wait_for(g.changed(5), 0.1)  # already done: no wait
+    abandoned = asyncio.get_running_loop().create_future()
+    other = generation()
+    waiting = asyncio.ensure_future(other.changed(5, abandoned))
+    await asyncio.sleep(0)
+    abandoned.set_result(None)
+    await asyncio.wait_for(waiting, 1)
 
-    async def call():
-        started.set()
-        try:
-            await asyncio.sleep(10)
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
 
-    flights: Flights[str] = Flights()
-    waiter = asyncio.ensure_future(flights.join("k", call))
-    await started.wait()
-    waiter.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await waiter
-    await asyncio.wait_for(cancelled.wait(), 1)
+async def test_one_live_stream_per_document_and_kind():
+    streams = Streams()
+    first, second = generation(), generation(prefix="def f():\n    return ")
+    spec = generation(prefix="other", speculative=True)
+    for g in (first, spec, second):
+        streams.add(g)
+    assert first.cancelled and second.live and spec.live  # the speculative one is another kind
+    extra = generation(prefix="def f():\n    return ")
+    streams.add(extra, alongside=True)
+    assert second.live and extra.live
+    assert streams.live() == 3
+    streams.forget("u")
+    assert streams.live() == 0 and list(streams) == []
+
+
+def test_find_serves_the_newest_consistent_generation_and_drops_diverged_speculation():
+    streams = Streams()
+    main = generation(prefix="x = ")
+    main.feed("compute(1)")
+    main.end(Finish("stop"))
+    spec = generation(prefix="x = compute(1)", speculative=True)
+    streams.add(main)
+    streams.add(spec)
+    assert streams.find("u", "x = comp", "\n") == (main, "comp")  # typing along; the speculation waits
+    assert spec.live
+    assert streams.find("u", "x = compute(1)", "\n") == (spec, "")  # accepted: the speculation
+    assert streams.find("u", "x = y", "\n") is None  # diverged from both
+    assert spec.cancelled
+    assert streams.find("other", "x = ", "\n") is None
+
+
+def test_identical_live_requests_are_shared_until_they_end():
+    streams = Streams()
+    g = generation()
+    streams.add(g)
+    assert streams.sharing(g.request) is g
+    streams.ended(g)
+    assert streams.sharing(g.request) is None
+
+
+async def test_aclose_cancels_and_awaits_every_task():
+    streams = Streams()
+    g = generation()
+    streams.add(g)
+    g.task = asyncio.ensure_future(asyncio.sleep(30))
+    await streams.aclose()
+    assert g.task.cancelled() and list(streams) == []

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from fimls.backend import insecure_reason
-from fimls.engine import KeyCommandError, run_key_command
+from fimls.backends import KeyCommandError, run_key_command
 from fimls.privacy import Privacy, compile_rule
+from fimls.urls import insecure_reason
 
 
 @pytest.mark.parametrize(
