@@ -5,8 +5,19 @@ It speaks the wire format of ``POST /beta/completions`` (FIM, JSON or SSE),
 behaviours clients must survive: leading blank lines / ``: keep-alive``
 comments while a request waits, 4xx/5xx error bodies, cut streams, and
 prefix-cache usage accounting.  Tests script replies; benchmarks use the
-``latency`` knob and the oracle mode (answer with the true continuation of
-a known file).
+generation-time model and the oracle mode (answer with the true continuation
+of a known file).
+
+Generation time: the first token leaves ``first_token`` seconds after the
+request line arrived (``latency`` is the older name of the same knob), then
+one token every ``1 / token_rate`` seconds, a token being ``chars_per_token``
+characters.  A stream carries one SSE event per token, each in its own HTTP
+chunk; the finish event follows one token later (the end-of-sequence token
+is generated too) unless the answer ran into ``max_tokens``.  A non-streamed
+answer is written when generation is complete.  When the client hangs up,
+generation stops and ``Logged`` records how far it got.  ``token_rate=None``
+(or 0) is an infinitely fast model: the whole answer goes out at once after
+``first_token``, in ``Reply.chunk_size`` pieces.
 
 Run ``python scripts/fake_deepseek.py --help`` for the command line.
 """
@@ -18,6 +29,7 @@ import bisect
 import collections
 import contextlib
 import dataclasses
+import itertools
 import json
 import math
 import secrets
@@ -36,7 +48,16 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["FakeDeepSeek", "Logged", "Reply", "main", "oracle_continuation"]
+__all__ = [
+    "FakeDeepSeek",
+    "Logged",
+    "Plan",
+    "Reply",
+    "main",
+    "oracle_continuation",
+    "plan_answer",
+    "token_pieces",
+]
 
 FIM_PATH = "/beta/completions"
 KEEPALIVE_INTERVAL = 0.05  # seconds between blank lines / keep-alive comments
@@ -99,6 +120,7 @@ class Reply:
     cut_stream: bool = False
     keepalive_forever: bool = False
     usage: dict[str, Any] | None = None
+    token_rate: float | None = None  # overrides FakeDeepSeek.token_rate for this reply
 
 
 @dataclass
@@ -116,6 +138,9 @@ class Logged:
     completed: bool = False
     text: str | None = None  # completion text actually served (after trimming)
     usage: dict[str, Any] | None = None  # usage actually served
+    first_token_at: float | None = None  # monotonic time the first token was written
+    tokens_sent: int = 0  # completion tokens written to the client
+    tokens_generated: int = 0  # tokens the model produced before it finished or was stopped
 
     @property
     def stream(self) -> bool:
@@ -124,6 +149,71 @@ class Logged:
 
 
 DefaultReply = Reply | Callable[[dict[str, Any]], Reply]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """When each piece of one answer leaves, on the ``time.monotonic()`` clock."""
+
+    pieces: tuple[str, ...]  # text of each content event, in order
+    at: tuple[float, ...]  # when each piece is written
+    done: float  # when the finish event (or a non-streamed body) is written
+    tokens: tuple[float, ...]  # when each completion token is generated
+    per_token: bool  # pieces are single tokens (finite token rate)
+
+    @property
+    def token_count(self) -> int:
+        """Completion tokens in the answer."""
+        return len(self.tokens)
+
+    @property
+    def finish_on_last(self) -> bool:
+        """The finish reason rides on the last content event (no separate finish event)."""
+        return bool(self.pieces) and self.done <= self.at[-1]
+
+
+@dataclass(frozen=True)
+class _Event:
+    when: float
+    data: bytes
+    text: str  # completion text it carries
+
+
+def token_pieces(text: str, chars_per_token: float) -> list[str]:
+    """text cut into ``ceil(len / chars_per_token)`` tokens (the usage accounting's count)."""
+    count = math.ceil(len(text) / chars_per_token)
+    cuts = [min(len(text), math.floor(i * chars_per_token)) for i in range(count)] + [len(text)]
+    return [text[a:b] for a, b in itertools.pairwise(cuts)]
+
+
+def plan_answer(
+    text: str,
+    finish: str,
+    *,
+    start: float,
+    token_rate: float | None,
+    chars_per_token: float,
+    chunk_size: int = 4,
+    chunk_delay: float = 0.0,
+) -> Plan:
+    """The schedule of an answer whose first token is due at ``start``.
+
+    With a token rate, token k (from 0) is due at ``start + k / rate`` and the finish one
+    token after the last (the end-of-sequence token), or with the last when the answer
+    was cut by ``max_tokens``.  Without one, the text leaves in ``chunk_size`` pieces at
+    ``start``, ``chunk_delay`` apart.
+    """
+    tokens = token_pieces(text, chars_per_token)
+    if token_rate:
+        step = 1.0 / token_rate
+        at = tuple(start + k * step for k in range(len(tokens)))
+        eos = 0 if finish == "length" and tokens else 1
+        done = start + (len(tokens) - 1 + eos) * step if tokens else start
+        return Plan(tuple(tokens), at, done, at, per_token=True)
+    size = max(1, chunk_size)
+    pieces = tuple(text[i : i + size] for i in range(0, len(text), size)) or ("",)
+    at = tuple(start + i * chunk_delay for i in range(len(pieces)))
+    return Plan(pieces, at, at[-1], (start,) * len(tokens), per_token=False)
 
 
 class _ClientGoneError(Exception):
@@ -146,11 +236,22 @@ class FakeDeepSeek:
         oracle_text: str | None = None,
         chars_per_token: float = 3.0,
         port: int = 0,
+        first_token: float | None = None,
+        token_rate: float | None = None,
     ) -> None:
-        """Configure the fake; call start() (or use ``with``) to serve."""
+        """Configure the fake; call start() (or use ``with``) to serve.
+
+        ``first_token`` (seconds, default ``latency``) and ``token_rate`` (tokens
+        per second, None or 0 for infinitely fast) are the generation-time model.
+        """
+        if chars_per_token < 1:
+            raise ValueError("chars_per_token must be at least 1")
+        if token_rate is not None and token_rate < 0:
+            raise ValueError("token_rate must not be negative")
         self.api_key = api_key
         self.models: list[str] = list(models)
-        self.latency = latency
+        self.first_token = latency if first_token is None else first_token
+        self.token_rate = token_rate
         self.oracle_text = oracle_text
         self.chars_per_token = chars_per_token
         self.port = port
@@ -166,6 +267,15 @@ class FakeDeepSeek:
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+
+    @property
+    def latency(self) -> float:
+        """The older name of ``first_token``: seconds before the answer starts."""
+        return self.first_token
+
+    @latency.setter
+    def latency(self, seconds: float) -> None:
+        self.first_token = seconds
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -284,6 +394,18 @@ class FakeDeepSeek:
             return dataclasses.replace(base, text=text)
         return default if isinstance(default, Reply) else default(body)
 
+    def _plan(self, reply: Reply, text: str, finish: str, started: float) -> Plan:
+        rate = reply.token_rate if reply.token_rate is not None else self.token_rate
+        return plan_answer(
+            text,
+            finish,
+            start=started + reply.delay + self.first_token,
+            token_rate=rate,
+            chars_per_token=self.chars_per_token,
+            chunk_size=reply.chunk_size,
+            chunk_delay=reply.chunk_delay,
+        )
+
     def _usage(self, prompt: str, suffix: str, text: str) -> dict[str, Any]:
         cpt = self.chars_per_token
         key = prompt + "\x00" + suffix
@@ -391,6 +513,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- routing -------------------------------------------------------------
 
     def _dispatch(self, method: str) -> None:
+        self._plan: Plan | None = None
         log = Logged(method=method, path=urlsplit(self.path).path, started=self._arrived)
         try:
             raw = self._read_body()
@@ -412,6 +535,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._hang_up()
         finally:
             log.finished = time.monotonic()
+            if self._plan is not None:
+                log.tokens_generated = bisect.bisect_right(self._plan.tokens, log.finished)
 
     def _route(self, log: Logged, raw: bytes) -> None:
         fake = self.fake
@@ -446,9 +571,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(log, *invalid)
             return
         reply = fake._next_reply(body)
-        # The answer starts ``latency`` after the request line arrived: the fake's own
+        # The answer starts ``first_token`` after the request line arrived: the fake's own
         # reading and parsing are part of its latency, as they are of a real server's.
-        delay = max(0.0, reply.delay + fake.latency - (time.monotonic() - log.started))
+        delay = max(0.0, reply.delay + fake.first_token - (time.monotonic() - log.started))
         stream = body.get("stream") is True
         if reply.status >= 400 or reply.raw_body is not None:
             self._wait(delay)
@@ -465,6 +590,8 @@ class _Handler(BaseHTTPRequestHandler):
         )
         usage = reply.usage if reply.usage is not None else fake._usage(prompt, suffix, text)
         log.text, log.usage = text, usage
+        plan = fake._plan(reply, text, finish, log.started)
+        self._plan = plan
         base: dict[str, Any] = {
             "id": str(uuid.uuid4()),
             "object": "text_completion",
@@ -475,20 +602,22 @@ class _Handler(BaseHTTPRequestHandler):
         if stream:
             options = body.get("stream_options") or {}
             include_usage = options.get("include_usage") is True
-            self._stream(log, reply, base, text, finish, usage if include_usage else None, delay)
+            self._stream(log, reply, base, plan, finish, usage if include_usage else None)
         else:
             choice = {"text": text, "index": 0, "logprobs": None, "finish_reason": finish}
             payload = _dumps({**base, "choices": [choice], "usage": usage})
-            self._json_after_wait(log, reply, payload, delay)
+            self._json_after_wait(log, reply, payload, plan)
 
     # -- FIM answers ----------------------------------------------------------
 
-    def _json_after_wait(self, log: Logged, reply: Reply, payload: bytes, delay: float) -> None:
-        """Non-streamed answer; blank lines go out first while waiting."""
+    def _json_after_wait(self, log: Logged, reply: Reply, payload: bytes, plan: Plan) -> None:
+        """Non-streamed answer, written once generation is complete; blank lines go out while waiting."""
+        delay = plan.done - time.monotonic()
         if delay <= 0 and not reply.keepalive_forever:
             self._send_bytes(
                 log, reply.status, payload, "application/json", reply.headers, cut=reply.cut_stream
             )
+            self._sent_all(log, plan)
             return
         self._start_chunked(log, reply.status, "application/json", reply.headers)
         if not self._keepalive(b"\n", delay, forever=reply.keepalive_forever):
@@ -497,45 +626,65 @@ class _Handler(BaseHTTPRequestHandler):
             self._cut_chunk(payload)
             return
         self._chunk(payload)
+        self._sent_all(log, plan)
         self._end_chunks(log)
+
+    def _sent_all(self, log: Logged, plan: Plan) -> None:
+        log.first_token_at = time.monotonic()
+        log.tokens_sent = plan.token_count
 
     def _stream(
         self,
         log: Logged,
         reply: Reply,
         base: dict[str, Any],
-        text: str,
+        plan: Plan,
         finish: str,
         usage: dict[str, Any] | None,
-        delay: float,
     ) -> None:
-        """SSE answer: keep-alives, content chunks, optional usage chunk, [DONE]."""
+        """SSE answer: keep-alives, content events on the plan's schedule, optional usage, [DONE]."""
         headers = {"Cache-Control": "no-cache", **reply.headers}
         self._start_chunked(log, reply.status, "text/event-stream", headers)
-        waited_from = time.monotonic()
-        size = max(1, reply.chunk_size)
-        pieces = [text[i : i + size] for i in range(0, len(text), size)] or [""]
-        events: list[bytes] = []
-        for i, piece in enumerate(pieces):
-            last = i == len(pieces) - 1
-            choice = {
-                "text": piece,
-                "index": 0,
-                "logprobs": None,
-                "finish_reason": finish if last else None,
-            }
-            events.append(_sse({**base, "choices": [choice], "usage": None}))
+
+        def event(piece: str, finish_reason: str | None) -> bytes:
+            choice = {"text": piece, "index": 0, "logprobs": None, "finish_reason": finish_reason}
+            return _sse({**base, "choices": [choice], "usage": None})
+
+        events = [
+            _Event(
+                when,
+                event(piece, finish if plan.finish_on_last and i == len(plan.pieces) - 1 else None),
+                piece,
+            )
+            for i, (when, piece) in enumerate(zip(plan.at, plan.pieces, strict=True))
+        ]
+        if not plan.finish_on_last:
+            events.append(_Event(plan.done, event("", finish), ""))
         if usage is not None:
-            events.append(_sse({**base, "choices": [], "usage": usage}))
-        events.append(b"data: [DONE]\n\n")
-        # The events are ready before the wait, so the answer goes out right at its time.
-        delay -= time.monotonic() - waited_from
-        if not self._keepalive(b": keep-alive\n\n", delay, forever=reply.keepalive_forever):
+            events.append(_Event(plan.done, _sse({**base, "choices": [], "usage": usage}), ""))
+        events.append(_Event(plan.done, b"data: [DONE]\n\n", ""))
+        if not self._keepalive(
+            b": keep-alive\n\n", events[0].when - time.monotonic(), forever=reply.keepalive_forever
+        ):
             return
-        cut_at = len(pieces) // 2 if reply.cut_stream else -1
-        # Without a chunk delay the whole answer goes out in one write, as from a backend
-        # that answers after a fixed latency; the HTTP chunks inside it stay as they are.
-        batch: list[bytes] | None = [] if reply.chunk_delay <= 0 and cut_at < 0 else None
+        cut_at = len(plan.pieces) // 2 if reply.cut_stream else -1
+        quirks = not plan.per_token
+        if self._write_events(log, events, cut_at=cut_at, quirks=quirks, head=b": keep-alive\n\n"):
+            log.completed = True
+
+    def _write_events(
+        self, log: Logged, events: list[_Event], *, cut_at: int, quirks: bool, head: bytes
+    ) -> bool:
+        """Write each event (one HTTP chunk) at its time, then the last chunk; False if cut.
+
+        With ``quirks`` the first event is split across two HTTP chunks and a stray empty
+        line follows the second, as proxies and some servers do; clients must cope.
+        Events that are all due at once go out in one write, as from a backend that
+        answers after a fixed latency; the HTTP chunks inside it stay as they are.
+        """
+        batch: list[bytes] | None = None
+        if cut_at < 0 and all(e.when == events[0].when for e in events):
+            batch = []
 
         def chunk(data: bytes) -> None:
             if batch is None:
@@ -543,28 +692,38 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 batch.append(b"%X\r\n%s\r\n" % (len(data), data))
 
-        chunk(b": keep-alive\n\n")
-        for i, event in enumerate(events):
-            if i and reply.chunk_delay > 0:
-                self._wait(reply.chunk_delay)
+        if head:
+            chunk(head)
+        chars = 0
+        for i, ev in enumerate(events):
+            if batch is None:
+                self._wait(ev.when - time.monotonic())
             if i == cut_at:
-                self._cut_chunk(event)
-                return
-            if i == 0:
-                # Split the first event across two HTTP chunks (mid-UTF-8 too):
-                # clients must buffer partial lines.
-                half = len(event) // 2
-                chunk(event[:half])
-                chunk(event[half:])
+                self._cut_chunk(ev.data)
+                return False
+            if quirks and i == 0:
+                # Split mid-event (mid-UTF-8 too): clients must buffer partial lines.
+                half = len(ev.data) // 2
+                chunk(ev.data[:half])
+                chunk(ev.data[half:])
             else:
-                chunk(event)
-            if i == 1 and i < len(events) - 1:
+                chunk(ev.data)
+            if quirks and i == 1 and i < len(events) - 1:
                 chunk(b"\n")  # a stray empty line clients must skip
+            if ev.text and batch is None:
+                chars += len(ev.text)
+                self._count_sent(log, chars)
         if batch is None:
-            self._end_chunks(log)
-            return
+            self._write(b"0\r\n\r\n")
+            return True
         self._write(b"".join(batch) + b"0\r\n\r\n")
-        log.completed = True
+        self._count_sent(log, sum(len(e.text) for e in events))
+        return True
+
+    def _count_sent(self, log: Logged, chars: int) -> None:
+        if chars and log.first_token_at is None:
+            log.first_token_at = time.monotonic()
+        log.tokens_sent = math.ceil(chars / self.fake.chars_per_token)
 
     def _keepalive(self, frame: bytes, seconds: float, *, forever: bool) -> bool:
         """Send frame every 50 ms for seconds; False if we hung up (forever cap)."""
@@ -885,7 +1044,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the fake until Ctrl-C (SIGINT) or SIGTERM."""
     parser = argparse.ArgumentParser(description="Fake DeepSeek API server for fimls.")
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each FIM reply")
+    timing = parser.add_mutually_exclusive_group()
+    timing.add_argument(
+        "--first-token", type=float, default=0.0, metavar="SECONDS", help="seconds to the first token"
+    )
+    timing.add_argument(
+        "--latency", type=float, dest="first_token", metavar="SECONDS", help="the older name of --first-token"
+    )
+    parser.add_argument(
+        "--token-rate",
+        type=float,
+        default=0.0,
+        metavar="N",
+        help="tokens per second after the first (0: all at once)",
+    )
+    parser.add_argument("--chars-per-token", type=float, default=3.0, help="characters in one token")
     parser.add_argument("--text", default="pass", help="completion text to return")
     parser.add_argument("--oracle", type=Path, help="answer with the true continuation of FILE")
     parser.add_argument("--api-key", help="accept only this key (default: any non-empty key)")
@@ -895,7 +1068,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     fake = FakeDeepSeek(
         api_key=args.api_key,
         models=[m.strip() for m in args.models.split(",") if m.strip()],
-        latency=args.latency,
+        first_token=args.first_token,
+        token_rate=args.token_rate or None,
+        chars_per_token=args.chars_per_token,
         oracle_text=oracle,
         port=args.port,
     )
