@@ -75,7 +75,9 @@ class LlamaCppWire(Wire):
                 raise self.error(400, '"prompt" must be provided')
             if not isinstance(prompt, str):
                 raise self.error(400, '"prompt" must be a string')
-            call = FimCall(model=cfg.models[0] if cfg.models else "", prefix=prompt)
+            call = FimCall(
+                model=cfg.models[0] if cfg.models else "", prefix=prompt, options={"prompt": prompt}
+            )
             found = fake_templates.parse(prompt)
             if found is not None:
                 call.prefix, call.suffix, call.context, call.extra = (
@@ -192,9 +194,11 @@ class LlamaCppWire(Wire):
 
     def _final(self, ans: Answer, content: str) -> dict[str, Any]:
         call = ans.call
-        prompt = call.context + f"<|fim_prefix|>{call.prefix}<|fim_suffix|>{call.suffix}<|fim_middle|>"
-        if "middle" not in call.options:  # /completion: the prompt as sent
-            prompt = call.context + call.prefix if not call.suffix else prompt
+        prompt = call.options.get("prompt")  # /completion: the prompt as sent
+        if prompt is None:  # /infill: the prompt the server builds, the prompt field after FIM_MID
+            middle = call.options.get("middle", "")
+            before = call.prefix[: len(call.prefix) - len(middle)]
+            prompt = f"{call.context}<|fim_prefix|>{before}<|fim_suffix|>{call.suffix}<|fim_middle|>{middle}"
         out: dict[str, Any] = {
             "index": 0,
             "content": content,

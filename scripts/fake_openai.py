@@ -180,7 +180,7 @@ class OpenAIWire(Wire):
         if self.flavor == "ollama":
             found = fake_ollama.resolve(cfg, model)
             if found is None:
-                raise self.error(404, f'model "{model}" not found, try pulling it first')
+                raise self.error(404, f"model '{model}' not found")
             return found
         if model not in cfg.models:
             if self.flavor == "vllm":

@@ -80,7 +80,7 @@ def test_infill_non_streamed_with_extra_files(fake: FakeDeepSeek, c: httpx.Clien
     assert body["content"] == "return helper()"
     assert body["stop"] is True
     assert "<|file_sep|>util.py\ndef helper():" in body["prompt"]
-    assert body["prompt"].endswith("<|fim_middle|>")
+    assert body["prompt"].endswith("<|fim_prefix|>def f():\n    <|fim_suffix|>\n<|fim_middle|>ret")
     [log] = fake.fim_requests()
     assert log.prefix == "def f():\n    ret"  # the prompt field continues the prefix after FIM_MID
     assert log.extra == [
@@ -170,6 +170,7 @@ def test_completion_reads_a_raw_prompt(fake: FakeDeepSeek, c: httpx.Client) -> N
     prompt = "<|fim_prefix|>def f():\n    <|fim_suffix|>\n\nprint(f())\n<|fim_middle|>"
     body = c.post("/completion", json={"prompt": prompt, "n_predict": 32}).json()
     assert body["content"] == "return 42"
+    assert body["prompt"] == prompt
     log = fake.fim_requests()[-1]
     assert (log.prefix, log.suffix) == ("def f():\n    ", "\n\nprint(f())\n")
 

@@ -302,6 +302,7 @@ def test_ollama_v1_checks_the_template(stack: list[FakeDeepSeek]) -> None:
     }
     assert missing.status_code == 404
     assert missing.json()["error"]["type"] == "not_found_error"
+    assert missing.json()["error"]["message"] == "model 'nope' not found"
 
 
 def test_llamacpp_v1_refuses_suffix(stack: list[FakeDeepSeek]) -> None:
