@@ -1,12 +1,35 @@
-"""A fake DeepSeek HTTP server (stdlib only) for fimls tests and benchmarks.
+"""A fake FIM server (stdlib only) for fimls tests and benchmarks: DeepSeek and the other engines.
 
-It speaks the wire format of ``POST /beta/completions`` (FIM, JSON or SSE),
-``GET /models`` and ``GET /user/balance`` on 127.0.0.1, including the
-behaviours clients must survive: leading blank lines / ``: keep-alive``
-comments while a request waits, 4xx/5xx error bodies, cut streams, and
-prefix-cache usage accounting.  Tests script replies; benchmarks use the
-``latency`` knob and the oracle mode (answer with the true continuation of
-a known file).
+It serves, on one port, the wire formats fimls speaks, routed by path:
+
+- DeepSeek: ``POST /beta/completions`` (JSON or SSE), ``GET /models``, ``GET /user/balance``,
+  including what clients must survive: blank lines / ``: keep-alive`` comments while a
+  request waits, 4xx/5xx error bodies, cut streams, prefix-cache usage accounting;
+- OpenAI-compatible ``POST /v1/completions`` and ``GET /v1/models``, whose quirks the
+  ``flavor`` selects (``openai``, ``vllm``, ``sglang``, ``ollama``, ``llamacpp``; see
+  ``fake_openai``), and for ``codestral`` Mistral's ``/v1/models``;
+- Codestral ``POST /v1/fim/completions`` (``fake_codestral``);
+- Ollama ``POST /api/generate``, ``POST /api/show``, ``GET /api/tags`` (``fake_ollama``);
+- llama.cpp ``POST /infill``, ``POST /completion``, ``GET /props``, ``GET /health``
+  (``fake_llamacpp``).
+
+Every format shares the generation-time model, the oracle and the prefix-cache
+accounting, so a benchmark against any of them gives the same figures for the same
+latency model.  Tests script replies; benchmarks use the oracle mode (answer with the
+true continuation of a known file).
+
+Generation time: the first token leaves ``first_token`` seconds after the request line
+arrived (``latency`` is the older name of the same knob), then one token every
+``1 / token_rate`` seconds, a token being ``chars_per_token`` characters.  A stream
+carries one event per token, each in its own HTTP chunk; the finish event follows one
+token later (the end-of-sequence token is generated too) unless the answer ran into
+``max_tokens``.  A non-streamed answer is written when generation is complete.  When
+the client hangs up, generation stops and ``Logged`` records how far it got.
+``token_rate=None`` (or 0) is an infinitely fast model: the whole answer goes out at
+once after ``first_token``, in ``Reply.chunk_size`` pieces.
+
+Transport: ``ssl_context`` serves HTTPS, ``host="::1"`` binds IPv6 loopback, and
+``Reply`` can write raw bytes after the headers, drip them, or reset the connection.
 
 Run ``python scripts/fake_deepseek.py --help`` for the command line.
 """
@@ -24,30 +47,68 @@ import secrets
 import select
 import signal
 import socket
+import socketserver
+import ssl
+import struct
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["FakeDeepSeek", "Logged", "Reply", "main", "oracle_continuation"]
+from fake_codestral import CodestralWire
+from fake_core import (
+    Answer,
+    FimCall,
+    Logged,
+    Plan,
+    Reply,
+    Wire,
+    WireError,
+    account_key,
+    bearer,
+    common_prefix_len,
+    cut_at_indent,
+    cut_at_time,
+    dumps,
+    oracle_continuation,
+    plan_answer,
+    sse,
+    token_pieces,
+    trim_answer,
+)
+from fake_llamacpp import LlamaCppWire
+from fake_ollama import CHAT_TEMPLATE, FIM_TEMPLATE, OllamaWire
+from fake_openai import FLAVORS, OpenAIWire
+
+__all__ = [
+    "CHAT_TEMPLATE",
+    "FIM_TEMPLATE",
+    "FLAVORS",
+    "FakeDeepSeek",
+    "Logged",
+    "Plan",
+    "Reply",
+    "main",
+    "oracle_continuation",
+    "plan_answer",
+    "token_pieces",
+]
 
 FIM_PATH = "/beta/completions"
 KEEPALIVE_INTERVAL = 0.05  # seconds between blank lines / keep-alive comments
 KEEPALIVE_CAP = 120.0  # keepalive_forever gives up after this many seconds
+HANDSHAKE_TIMEOUT = 10.0  # seconds a TLS client may take to say hello
 MAX_FIM_TOKENS = 4096
 MAX_STOP = 16
 CACHE_UNIT = 64  # tokens per prefix-cache storage unit
 CACHE_HISTORY = 256  # earlier prompts remembered for cache accounting
-ORACLE_TAIL = 200  # prompt characters matched against the oracle text
-ORACLE_MIN_TAIL = 16  # shorter prompt-tail matches count as "not found"
-ORACLE_SUFFIX_HEAD = 64  # suffix characters used to find where the middle ends
 FINGERPRINT = "fp_fake_deepseek"
 DEFAULT_MODELS = ("deepseek-flash", "deepseek-chat")
 
@@ -68,6 +129,13 @@ _ERRORS: dict[int, tuple[str, str, str]] = {
 _DESERIALIZE = "Failed to deserialize the JSON body into the target type: "
 
 
+class _InvalidJson:
+    """The body was not JSON at all."""
+
+
+INVALID_JSON = _InvalidJson()
+
+
 def _default_balance() -> dict[str, Any]:
     """A fresh copy of the default /user/balance answer."""
     return {
@@ -83,47 +151,14 @@ def _default_balance() -> dict[str, Any]:
     }
 
 
-@dataclass
-class Reply:
-    """One scripted answer to a request."""
-
-    status: int = 200
-    text: str = ""
-    finish_reason: str = "stop"
-    delay: float = 0.0
-    headers: dict[str, str] = field(default_factory=dict)
-    error_message: str | None = None
-    raw_body: bytes | None = None
-    chunk_size: int = 4
-    chunk_delay: float = 0.0
-    cut_stream: bool = False
-    keepalive_forever: bool = False
-    usage: dict[str, Any] | None = None
-
-
-@dataclass
-class Logged:
-    """What the fake saw and did for one request (never the API key)."""
-
-    method: str
-    path: str
-    body: dict[str, Any] | None = None
-    authorized: bool = False
-    started: float = field(default_factory=time.monotonic)
-    finished: float | None = None
-    status: int = 0
-    aborted: bool = False
-    completed: bool = False
-    text: str | None = None  # completion text actually served (after trimming)
-    usage: dict[str, Any] | None = None  # usage actually served
-
-    @property
-    def stream(self) -> bool:
-        """True when the request asked for SSE streaming."""
-        return self.body is not None and self.body.get("stream") is True
-
-
 DefaultReply = Reply | Callable[[dict[str, Any]], Reply]
+
+
+@dataclass(frozen=True)
+class _Event:
+    when: float
+    data: bytes
+    text: str  # completion text it carries
 
 
 class _ClientGoneError(Exception):
@@ -134,8 +169,162 @@ class _StoppingError(Exception):
     """The fake is shutting down."""
 
 
+# -- DeepSeek's wire format ---------------------------------------------------------------------
+
+
+class DeepSeekWire(Wire):
+    """``POST /beta/completions`` as DeepSeek speaks it."""
+
+    name = "deepseek"
+    stream_keepalive = b": keep-alive\n\n"
+    json_keepalive = b"\n"
+    quirks = True
+
+    def error(self, status: int, message: str | None = None) -> WireError:
+        """DeepSeek/OpenAI style ``{"error": {...}}``."""
+        return WireError(status, dumps(_error_body(status, message)))
+
+    def authorize(self, cfg: Any, authorization: str | None, path: str) -> WireError | None:
+        """A bearer key is always needed; any one when the fake has none set."""
+        token = bearer(authorization)
+        if token and (cfg.api_key is None or secrets.compare_digest(token.encode(), cfg.api_key.encode())):
+            return None
+        shown = (token or "")[-4:] if len(token or "") > 4 else ""
+        return self.error(401, f"Authentication Fails, Your api key: ****{shown} is invalid")
+
+    def parse(self, cfg: Any, body: Any, path: str) -> FimCall:
+        """DeepSeek-like validation: 422 for type errors, 400 for bad values."""
+        if body is INVALID_JSON:
+            raise self.error(400, "Failed to parse the request body as JSON")
+        if not isinstance(body, dict):
+            raise self.error(422, _DESERIALIZE + "expected a JSON object")
+        problem = _type_problem(body)
+        if problem is not None:
+            raise self.error(422, _DESERIALIZE + problem)
+        if body["model"] not in cfg.models:
+            raise self.error(400, "Model Not Exist")
+        max_tokens = body.get("max_tokens")
+        if max_tokens is not None and not 1 <= max_tokens <= MAX_FIM_TOKENS:
+            raise self.error(
+                400, f"Invalid max_tokens value, the valid range of max_tokens is [1, {MAX_FIM_TOKENS}]"
+            )
+        stop = body.get("stop")
+        if isinstance(stop, list) and len(stop) > MAX_STOP:
+            raise self.error(400, f"Invalid stop value, stop accepts at most {MAX_STOP} sequences")
+        ranges = (
+            ("temperature", 0.0, 2.0, "[0, 2]"),
+            ("top_p", 0.0, 1.0, "(0, 1]"),
+            ("frequency_penalty", -2.0, 2.0, "[-2, 2]"),
+            ("presence_penalty", -2.0, 2.0, "[-2, 2]"),
+            ("logprobs", 0, 20, "[0, 20]"),
+        )
+        for name, low, high, shown in ranges:
+            value = body.get(name)
+            if value is not None and not low <= value <= high:
+                raise self.error(400, f"Invalid {name} value, the valid range of {name} is {shown}")
+        stream = body.get("stream") is True
+        return FimCall(
+            model=body["model"],
+            prefix=body["prompt"],
+            suffix=body.get("suffix") or "",
+            stream=stream,
+            max_tokens=max_tokens if max_tokens is not None else MAX_FIM_TOKENS,
+            stops=[stop] if isinstance(stop, str) else list(stop or []),
+            include_usage=stream and (body.get("stream_options") or {}).get("include_usage") is True,
+        )
+
+    def _base(self, ans: Answer) -> dict[str, Any]:
+        return {
+            "id": ans.id,
+            "object": "text_completion",
+            "created": ans.created,
+            "model": ans.call.model,
+            "system_fingerprint": FINGERPRINT,
+        }
+
+    def usage(self, ans: Answer) -> dict[str, Any]:
+        """DeepSeek's usage with its prompt-cache fields (a scripted one replaces it)."""
+        if ans.usage is not None:
+            return ans.usage
+        return {
+            "completion_tokens": ans.completion_tokens,
+            "prompt_tokens": ans.prompt_tokens,
+            "prompt_cache_hit_tokens": ans.cached_tokens,
+            "prompt_cache_miss_tokens": ans.prompt_tokens - ans.cached_tokens,
+            "total_tokens": ans.prompt_tokens + ans.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": ans.cached_tokens},
+        }
+
+    def _event(self, ans: Answer, text: str, finish: str | None) -> bytes:
+        choice = {"text": text, "index": 0, "logprobs": None, "finish_reason": finish}
+        return sse({**self._base(ans), "choices": [choice], "usage": None})
+
+    def piece_event(self, ans: Answer, i: int) -> bytes:
+        """A content chunk; the last carries the finish reason when nothing follows it."""
+        last = ans.plan.finish_on_last and i == len(ans.plan.pieces) - 1
+        return self._event(ans, ans.plan.pieces[i], ans.finish if last else None)
+
+    def final_events(self, ans: Answer) -> list[bytes]:
+        """Finish chunk (unless it rode on the last piece), optional usage chunk, ``[DONE]``."""
+        events: list[bytes] = []
+        if not ans.plan.finish_on_last:
+            events.append(self._event(ans, "", ans.finish))
+        if ans.call.include_usage:
+            events.append(sse({**self._base(ans), "choices": [], "usage": self.usage(ans)}))
+        events.append(b"data: [DONE]\n\n")
+        return events
+
+    def body(self, ans: Answer) -> bytes:
+        """The whole completion."""
+        choice = {"text": ans.text, "index": 0, "logprobs": None, "finish_reason": ans.finish}
+        return dumps({**self._base(ans), "choices": [choice], "usage": self.usage(ans)})
+
+
+_DEEPSEEK = DeepSeekWire()
+_CODESTRAL = CodestralWire()
+_OLLAMA = OllamaWire()
+_LLAMACPP = LlamaCppWire()
+_GENERATE_PATHS = (
+    "/beta/completions",
+    "/v1/completions",
+    "/v1/fim/completions",
+    "/api/generate",
+    "/infill",
+    "/completion",
+)
+_INFO_ROUTES: dict[tuple[str, str], Wire] = {
+    ("POST", "/api/show"): _OLLAMA,
+    ("GET", "/api/tags"): _OLLAMA,
+    ("GET", "/api/version"): _OLLAMA,
+    ("GET", "/props"): _LLAMACPP,
+    ("GET", "/health"): _LLAMACPP,
+    ("GET", "/v1/health"): _LLAMACPP,
+}
+
+
+def _wire_for(method: str, path: str, flavor: str) -> tuple[Wire, bool] | None:
+    """(wire, is a generation endpoint) serving method and path, or None (DeepSeek's 404)."""
+    if method == "POST" and path in _GENERATE_PATHS:
+        wire: Wire = {
+            "/beta/completions": _DEEPSEEK,
+            "/v1/fim/completions": _CODESTRAL,
+            "/api/generate": _OLLAMA,
+            "/infill": _LLAMACPP,
+            "/completion": _LLAMACPP,
+        }.get(path) or OpenAIWire(flavor)
+        return wire, True
+    if (method, path) == ("GET", "/v1/models"):
+        chosen = {"codestral": _CODESTRAL, "llamacpp": _LLAMACPP}.get(flavor)
+        return chosen or OpenAIWire(flavor), False
+    found = _INFO_ROUTES.get((method, path))
+    return (found, False) if found is not None else None
+
+
+# -- the fake -------------------------------------------------------------------------------------
+
+
 class FakeDeepSeek:
-    """A scriptable DeepSeek look-alike served from a daemon thread."""
+    """A scriptable FIM server (DeepSeek and the other engines' formats) in a daemon thread."""
 
     def __init__(
         self,
@@ -146,20 +335,54 @@ class FakeDeepSeek:
         oracle_text: str | None = None,
         chars_per_token: float = 3.0,
         port: int = 0,
+        first_token: float | None = None,
+        token_rate: float | None = None,
+        flavor: str = "openai",
+        templates: dict[str, str] | None = None,
+        completion_template: str | None = None,
+        llamacpp_fim: bool = True,
+        ssl_context: ssl.SSLContext | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
-        """Configure the fake; call start() (or use ``with``) to serve."""
+        """Configure the fake; call start() (or use ``with``) to serve.
+
+        ``first_token`` (seconds, default ``latency``) and ``token_rate`` (tokens per
+        second, None or 0 for infinitely fast) are the generation-time model.
+        ``flavor`` picks the engine behind ``/v1/completions`` and ``/v1/models``;
+        ``templates`` maps Ollama model names to their templates (default
+        ``FIM_TEMPLATE``, which uses ``.Suffix``); ``completion_template`` is SGLang's
+        ``--completion-template`` (None: SGLang drops suffixes); ``llamacpp_fim=False``
+        models a llama.cpp model without FIM tokens.  ``ssl_context`` serves HTTPS;
+        ``host`` is the loopback address to bind (``"::1"`` for IPv6).
+        """
+        if chars_per_token < 1:
+            raise ValueError("chars_per_token must be at least 1")
+        if token_rate is not None and token_rate < 0:
+            raise ValueError("token_rate must not be negative")
+        if flavor not in (*FLAVORS, "codestral"):
+            raise ValueError(f"unknown flavor {flavor!r}")
         self.api_key = api_key
         self.models: list[str] = list(models)
-        self.latency = latency
+        self.first_token = latency if first_token is None else first_token
+        self.token_rate = token_rate
         self.oracle_text = oracle_text
         self.chars_per_token = chars_per_token
         self.port = port
+        self.flavor = flavor
+        self.templates: dict[str, str] = dict(templates or {})
+        self.completion_template = completion_template
+        self.llamacpp_fim = llamacpp_fim
+        self.ssl_context = ssl_context
+        self.host = host
         self.script: collections.deque[Reply] = collections.deque()
         self.default: DefaultReply = Reply(text="pass")
         self.models_reply: Reply | None = None
         self.balance_reply: Reply | None = None
+        self.overrides: dict[str, Reply] = {}  # path -> reply, for the other non-generation routes
         self.balance: dict[str, Any] = _default_balance()
         self.requests: list[Logged] = []
+        self.connections = 0  # TCP connections accepted
+        self.tls_handshakes = 0  # TLS handshakes completed
         self._lock = threading.Lock()
         self._history: collections.deque[str] = collections.deque(maxlen=CACHE_HISTORY)
         self._conns: set[Any] = set()
@@ -167,14 +390,23 @@ class FakeDeepSeek:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
+    @property
+    def latency(self) -> float:
+        """The older name of ``first_token``: seconds before the answer starts."""
+        return self.first_token
+
+    @latency.setter
+    def latency(self, seconds: float) -> None:
+        self.first_token = seconds
+
     # -- lifecycle -----------------------------------------------------------
 
     def start(self) -> FakeDeepSeek:
-        """Bind 127.0.0.1:port (0 = any free port) and serve in a daemon thread."""
+        """Bind host:port (0 = any free port) and serve in a daemon thread."""
         if self._server is not None:
             return self
         self._stopping.clear()
-        server = _Server(("127.0.0.1", self.port), self)
+        server = _Server((self.host, self.port), self)
         self.port = int(server.server_address[1])
         self._server = server
         self._thread = threading.Thread(
@@ -218,17 +450,19 @@ class FakeDeepSeek:
 
     @property
     def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:54321`` (no ``/beta``)."""
+        """Base URL, e.g. ``http://127.0.0.1:54321`` (no ``/beta``); https with ``ssl_context``."""
         if self._server is None:
             raise RuntimeError("FakeDeepSeek is not running; call start() first")
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
 
     # -- inspection ----------------------------------------------------------
 
     def fim_requests(self) -> list[Logged]:
-        """Logged ``POST /beta/completions`` requests, oldest first."""
+        """Logged generation requests of every wire format, oldest first."""
         with self._lock:
-            return [r for r in self.requests if r.method == "POST" and r.path == FIM_PATH]
+            return [r for r in self.requests if r.wire]
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
         """Poll predicate until it is true or timeout passes; return its last value."""
@@ -248,6 +482,7 @@ class FakeDeepSeek:
         self.default = Reply(text="pass")
         self.models_reply = None
         self.balance_reply = None
+        self.overrides.clear()
 
     # -- used by the handler -------------------------------------------------
 
@@ -262,15 +497,14 @@ class FakeDeepSeek:
             else:
                 self._conns.discard(conn)
 
-    def _authorized(self, header: str | None) -> bool:
-        token = _bearer(header)
-        if not token:
-            return False
-        if self.api_key is None:
-            return True
-        return secrets.compare_digest(token.encode(), self.api_key.encode())
+    def _count(self, *, handshake: bool = False) -> None:
+        with self._lock:
+            if handshake:
+                self.tls_handshakes += 1
+            else:
+                self.connections += 1
 
-    def _next_reply(self, body: dict[str, Any]) -> Reply:
+    def _next_reply(self, body: dict[str, Any], call: FimCall) -> Reply:
         try:
             return self.script.popleft()
         except IndexError:
@@ -278,59 +512,54 @@ class FakeDeepSeek:
         default = self.default
         if self.oracle_text is not None:
             base = default if isinstance(default, Reply) else Reply()
-            text = oracle_continuation(
-                self.oracle_text, str(body.get("prompt") or ""), str(body.get("suffix") or "")
-            )
+            text = oracle_continuation(self.oracle_text, call.prefix, call.model_suffix)
             return dataclasses.replace(base, text=text)
         return default if isinstance(default, Reply) else default(body)
 
-    def _usage(self, prompt: str, suffix: str, text: str) -> dict[str, Any]:
+    def _shape(self, call: FimCall, reply: Reply) -> tuple[str, str, str, str]:
+        """(text, finish_reason, stop string, what cut it) after the engine's limits."""
         cpt = self.chars_per_token
-        key = prompt + "\x00" + suffix
-        prompt_tokens = math.ceil(len(prompt + suffix) / cpt)
-        with self._lock:
-            common = max((_common_prefix_len(key, old) for old in self._history), default=0)
-            self._history.append(key)
-        hit = min(prompt_tokens, int(common / cpt) // CACHE_UNIT * CACHE_UNIT)
-        completion = math.ceil(len(text) / cpt)
-        return {
-            "completion_tokens": completion,
-            "prompt_tokens": prompt_tokens,
-            "prompt_cache_hit_tokens": hit,
-            "prompt_cache_miss_tokens": prompt_tokens - hit,
-            "total_tokens": prompt_tokens + completion,
-            "prompt_tokens_details": {"cached_tokens": hit},
-        }
+        text, finish, word = trim_answer(reply.text, reply.finish_reason, call.stops, call.max_tokens, cpt)
+        cut_by = "word" if word else "length" if finish == "length" else "eos"
+        indented = cut_at_indent(text, call.n_indent)
+        if indented is not None:
+            text, finish, word, cut_by = indented, "length", "", "indent"
+        rate = reply.token_rate if reply.token_rate is not None else self.token_rate
+        timed = cut_at_time(text, call.t_max_predict_ms, rate, cpt)
+        if timed is not None:
+            text, finish, word, cut_by = timed, "length", "", "time"
+        return text, finish, word, cut_by
 
-    def _validate(self, body: dict[str, Any]) -> tuple[int, str] | None:
-        """DeepSeek-like validation: 422 for type errors, 400 for bad values."""
-        problem = _type_problem(body)
-        if problem is not None:
-            return 422, _DESERIALIZE + problem
-        if body["model"] not in self.models:
-            return 400, "Model Not Exist"
-        max_tokens = body.get("max_tokens")
-        if max_tokens is not None and not 1 <= max_tokens <= MAX_FIM_TOKENS:
-            return 400, (f"Invalid max_tokens value, the valid range of max_tokens is [1, {MAX_FIM_TOKENS}]")
-        stop = body.get("stop")
-        if isinstance(stop, list) and len(stop) > MAX_STOP:
-            return 400, f"Invalid stop value, stop accepts at most {MAX_STOP} sequences"
-        ranges = (
-            ("temperature", 0.0, 2.0, "[0, 2]"),
-            ("top_p", 0.0, 1.0, "(0, 1]"),
-            ("frequency_penalty", -2.0, 2.0, "[-2, 2]"),
-            ("presence_penalty", -2.0, 2.0, "[-2, 2]"),
-            ("logprobs", 0, 20, "[0, 20]"),
+    def _account(self, call: FimCall, text: str) -> tuple[int, int, int]:
+        """(prompt tokens, of which served from the prefix cache, completion tokens).
+
+        The cache holds the prompts of the last 256 requests in 64-token units: a request
+        hits the whole units of its longest common prefix with any of them.
+        """
+        cpt = self.chars_per_token
+        key = account_key(call)
+        prompt_tokens = math.ceil(len(call.context + call.prefix + call.model_suffix) / cpt)
+        with self._lock:
+            common = max((common_prefix_len(key, old) for old in self._history), default=0)
+            self._history.append(key)
+        hit = min(prompt_tokens, int(common / cpt) // CACHE_UNIT * CACHE_UNIT) if call.cache else 0
+        return prompt_tokens, hit, math.ceil(len(text) / cpt)
+
+    def _plan(self, reply: Reply, text: str, finish: str, started: float) -> Plan:
+        rate = reply.token_rate if reply.token_rate is not None else self.token_rate
+        return plan_answer(
+            text,
+            finish,
+            start=started + reply.delay + self.first_token,
+            token_rate=rate,
+            chars_per_token=self.chars_per_token,
+            chunk_size=reply.chunk_size,
+            chunk_delay=reply.chunk_delay,
         )
-        for name, low, high, shown in ranges:
-            value = body.get(name)
-            if value is not None and not low <= value <= high:
-                return 400, f"Invalid {name} value, the valid range of {name} is {shown}"
-        return None
 
 
 class _Server(ThreadingHTTPServer):
-    """ThreadingHTTPServer that knows its FakeDeepSeek."""
+    """ThreadingHTTPServer that knows its FakeDeepSeek; TLS handshakes run per connection."""
 
     daemon_threads = True
     block_on_close = False
@@ -338,7 +567,40 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], fake: FakeDeepSeek) -> None:
         self.fake = fake
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        """Bind without the reverse DNS lookup HTTPServer does for server_name."""
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """Count the connection, do the TLS handshake here (in the connection's thread)."""
+        self.fake._count()
+        context = self.fake.ssl_context
+        if context is None:
+            super().finish_request(request, client_address)
+            return
+        request.settimeout(HANDSHAKE_TIMEOUT)
+        try:
+            tls = context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return  # the client refused our certificate, spoke plain HTTP, or went away
+        self.fake._count(handshake=True)
+        tls.settimeout(None)
+        try:
+            super().finish_request(tls, client_address)
+        finally:
+            with contextlib.suppress(OSError):
+                tls.shutdown(socket.SHUT_WR)
+            tls.close()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Stay quiet about connections that broke."""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -353,6 +615,8 @@ class _Handler(BaseHTTPRequestHandler):
         """Register the connection so stop() can hang up on it."""
         super().setup()
         self._peer_talked = False
+        self._drip = 0.0
+        self._plan: Plan | None = None
         self.fake._track(self.connection, add=True)
 
     def finish(self) -> None:
@@ -391,20 +655,24 @@ class _Handler(BaseHTTPRequestHandler):
     # -- routing -------------------------------------------------------------
 
     def _dispatch(self, method: str) -> None:
-        log = Logged(method=method, path=urlsplit(self.path).path, started=self._arrived)
+        self._plan = None
+        self._drip = 0.0
+        fake = self.fake
+        log = Logged(method=method, path=urlsplit(self.path).path, started=self._arrived, flavor=fake.flavor)
         try:
             raw = self._read_body()
         except (ValueError, OSError):
             raw = None
-        log.body = _json_object(raw)
-        log.authorized = self.fake._authorized(self.headers.get("Authorization"))
-        self.fake._record(log)
+        log.raw = raw or b""
+        body = _parse_json(raw or b"")
+        log.body = body if isinstance(body, dict) else None
+        fake._record(log)
         try:
             if raw is None:
                 self.close_connection = True
-                self._send_error(log, 400, "Invalid request body framing")
+                self._send_wire_error(log, _DEEPSEEK.error(400, "Invalid request body framing"))
             else:
-                self._route(log, raw)
+                self._route(log, body)
         except _ClientGoneError:
             log.aborted = True
             self.close_connection = True
@@ -412,130 +680,157 @@ class _Handler(BaseHTTPRequestHandler):
             self._hang_up()
         finally:
             log.finished = time.monotonic()
+            if self._plan is not None:
+                log.tokens_generated = bisect.bisect_right(self._plan.tokens, log.finished)
 
-    def _route(self, log: Logged, raw: bytes) -> None:
+    def _route(self, log: Logged, body: Any) -> None:
         fake = self.fake
-        if not log.authorized:
-            token = _bearer(self.headers.get("Authorization")) or ""
-            shown = token[-4:] if len(token) > 4 else ""
-            message = f"Authentication Fails, Your api key: ****{shown} is invalid"
-            self._send_error(log, 401, message)
-        elif log.method == "POST" and log.path == FIM_PATH:
-            self._fim(log, raw)
-        elif log.method == "GET" and log.path == "/models":
-            data = [{"id": m, "object": "model", "owned_by": "deepseek"} for m in fake.models]
-            self._send_simple(log, fake.models_reply, {"object": "list", "data": data})
-        elif log.method == "GET" and log.path == "/user/balance":
-            self._send_simple(log, fake.balance_reply, fake.balance)
-        else:
-            self._send_error(log, 404, "Not Found")
-
-    def _fim(self, log: Logged, raw: bytes) -> None:
-        fake = self.fake
+        authorization = self.headers.get("Authorization")
+        target = _wire_for(log.method, log.path, fake.flavor)
+        wire, generate = target if target is not None else (_DEEPSEEK, False)
+        if generate:
+            log.wire = wire.name
+        refusal = wire.authorize(fake, authorization, log.path)
+        log.authorized = refusal is None
+        if refusal is not None:
+            self._send_wire_error(log, refusal)
+            return
         try:
-            parsed: Any = json.loads(raw) if raw else None
-        except (ValueError, UnicodeDecodeError):
-            self._send_error(log, 400, "Failed to parse the request body as JSON")
+            if generate:
+                self._generate(log, wire, body)
+            elif target is not None:
+                self._info(log, wire, body)
+            elif log.method == "GET" and log.path == "/models":
+                data = [{"id": m, "object": "model", "owned_by": "deepseek"} for m in fake.models]
+                self._send_simple(log, wire, fake.models_reply, {"object": "list", "data": data})
+            elif log.method == "GET" and log.path == "/user/balance":
+                self._send_simple(log, wire, fake.balance_reply, fake.balance)
+            else:
+                self._send_wire_error(log, _DEEPSEEK.error(404, "Not Found"))
+        except WireError as refused:
+            self._send_wire_error(log, refused)
+
+    def _info(self, log: Logged, wire: Wire, body: Any) -> None:
+        """A non-generation route of some wire, possibly overridden by a Reply."""
+        result = wire.info(self.fake, log.method, log.path, body if isinstance(body, dict) else None)
+        if result is None:
+            raise wire.error(404)
+        status, payload = result
+        override = self.fake.overrides.get(log.path)
+        if override is not None:
+            self._send_simple(log, wire, override, payload)
             return
-        if not isinstance(parsed, dict):
-            self._send_error(log, 422, _DESERIALIZE + "expected a JSON object")
-            return
-        body: dict[str, Any] = parsed
-        invalid = fake._validate(body)
-        if invalid is not None:
-            self._send_error(log, *invalid)
-            return
-        reply = fake._next_reply(body)
-        # The answer starts ``latency`` after the request line arrived: the fake's own
+        self._send_bytes(log, status, dumps(payload), wire.json_type, {})
+
+    # -- generation ------------------------------------------------------------
+
+    def _generate(self, log: Logged, wire: Wire, body: Any) -> None:
+        fake = self.fake
+        call = wire.parse(fake, body, log.path)
+        log.model, log.prefix, log.suffix, log.extra = call.model, call.prefix, call.suffix, call.extra
+        log.stream_requested = call.stream
+        reply = fake._next_reply(body if isinstance(body, dict) else {}, call)
+        self._drip = reply.drip
+        # The answer starts ``first_token`` after the request line arrived: the fake's own
         # reading and parsing are part of its latency, as they are of a real server's.
-        delay = max(0.0, reply.delay + fake.latency - (time.monotonic() - log.started))
-        stream = body.get("stream") is True
+        delay = max(0.0, reply.delay + fake.first_token - (time.monotonic() - log.started))
+        if reply.raw_wire is not None or reply.reset:
+            self._wait(delay)
+            self._fault(log, reply, wire.stream_type if call.stream else wire.json_type)
+            return
         if reply.status >= 400 or reply.raw_body is not None:
             self._wait(delay)
-            ctype = "text/event-stream" if stream and reply.status < 400 else "application/json"
-            self._send_fixed(log, reply, {}, ctype)
+            ctype = wire.stream_type if call.stream and reply.status < 400 else wire.json_type
+            self._send_fixed(log, wire, reply, None, ctype)
             return
-        prompt, suffix = body["prompt"], body.get("suffix") or ""
-        text, finish = _trim(
-            reply.text,
-            reply.finish_reason,
-            body.get("stop"),
-            body.get("max_tokens"),
-            fake.chars_per_token,
+        text, finish, word, cut_by = fake._shape(call, reply)
+        prompt_tokens, cached, completion = fake._account(call, text)
+        plan = fake._plan(reply, text, finish, log.started)
+        self._plan = plan
+        ans = Answer(
+            call=call,
+            id=str(uuid.uuid4()) if wire is _DEEPSEEK else uuid.uuid4().hex,
+            created=int(time.time()),
+            started=log.started,
+            text=text,
+            finish=finish,
+            stop_word=word,
+            cut_by=cut_by,
+            prompt_tokens=prompt_tokens,
+            cached_tokens=cached,
+            completion_tokens=completion,
+            plan=plan,
+            usage=reply.usage,
         )
-        usage = reply.usage if reply.usage is not None else fake._usage(prompt, suffix, text)
-        log.text, log.usage = text, usage
-        base: dict[str, Any] = {
-            "id": str(uuid.uuid4()),
-            "object": "text_completion",
-            "created": int(time.time()),
-            "model": body["model"],
-            "system_fingerprint": FINGERPRINT,
-        }
-        if stream:
-            options = body.get("stream_options") or {}
-            include_usage = options.get("include_usage") is True
-            self._stream(log, reply, base, text, finish, usage if include_usage else None, delay)
+        log.text, log.prompt_tokens, log.cached_tokens = text, prompt_tokens, cached
+        log.usage = _usage_record(wire, ans)
+        if call.stream:
+            self._stream(log, reply, wire, ans)
         else:
-            choice = {"text": text, "index": 0, "logprobs": None, "finish_reason": finish}
-            payload = _dumps({**base, "choices": [choice], "usage": usage})
-            self._json_after_wait(log, reply, payload, delay)
+            self._whole(log, reply, wire, ans)
 
-    # -- FIM answers ----------------------------------------------------------
+    def _whole(self, log: Logged, reply: Reply, wire: Wire, ans: Answer) -> None:
+        """Non-streamed answer, written once generation is complete.
 
-    def _json_after_wait(self, log: Logged, reply: Reply, payload: bytes, delay: float) -> None:
-        """Non-streamed answer; blank lines go out first while waiting."""
-        if delay <= 0 and not reply.keepalive_forever:
-            self._send_bytes(
-                log, reply.status, payload, "application/json", reply.headers, cut=reply.cut_stream
-            )
+        DeepSeek sends its headers at once and blank lines while it waits; the other
+        engines send nothing until the answer is ready.
+        """
+        payload = wire.body(ans)
+        delay = ans.plan.done - time.monotonic()
+        if wire.json_keepalive is None or (delay <= 0 and not reply.keepalive_forever):
+            if reply.keepalive_forever:
+                self._keepalive(None, 0.0, forever=True)
+                return
+            self._wait(delay)
+            self._send_bytes(log, reply.status, payload, wire.json_type, reply.headers, cut=reply.cut_stream)
+            self._sent_all(log, ans.plan)
             return
-        self._start_chunked(log, reply.status, "application/json", reply.headers)
-        if not self._keepalive(b"\n", delay, forever=reply.keepalive_forever):
+        self._start_chunked(log, reply.status, wire.json_type, reply.headers)
+        if not self._keepalive(wire.json_keepalive, delay, forever=reply.keepalive_forever):
             return
         if reply.cut_stream:
             self._cut_chunk(payload)
             return
         self._chunk(payload)
+        self._sent_all(log, ans.plan)
         self._end_chunks(log)
 
-    def _stream(
-        self,
-        log: Logged,
-        reply: Reply,
-        base: dict[str, Any],
-        text: str,
-        finish: str,
-        usage: dict[str, Any] | None,
-        delay: float,
-    ) -> None:
-        """SSE answer: keep-alives, content chunks, optional usage chunk, [DONE]."""
+    def _sent_all(self, log: Logged, plan: Plan) -> None:
+        log.first_token_at = time.monotonic()
+        log.tokens_sent = plan.token_count
+
+    def _stream(self, log: Logged, reply: Reply, wire: Wire, ans: Answer) -> None:
+        """A stream: keep-alives while waiting, content events on the plan's schedule, the rest."""
+        plan = ans.plan
         headers = {"Cache-Control": "no-cache", **reply.headers}
-        self._start_chunked(log, reply.status, "text/event-stream", headers)
-        waited_from = time.monotonic()
-        size = max(1, reply.chunk_size)
-        pieces = [text[i : i + size] for i in range(0, len(text), size)] or [""]
-        events: list[bytes] = []
-        for i, piece in enumerate(pieces):
-            last = i == len(pieces) - 1
-            choice = {
-                "text": piece,
-                "index": 0,
-                "logprobs": None,
-                "finish_reason": finish if last else None,
-            }
-            events.append(_sse({**base, "choices": [choice], "usage": None}))
-        if usage is not None:
-            events.append(_sse({**base, "choices": [], "usage": usage}))
-        events.append(b"data: [DONE]\n\n")
-        # The events are ready before the wait, so the answer goes out right at its time.
-        delay -= time.monotonic() - waited_from
-        if not self._keepalive(b": keep-alive\n\n", delay, forever=reply.keepalive_forever):
+        self._start_chunked(log, reply.status, wire.stream_type, headers)
+        events = [
+            _Event(when, wire.piece_event(ans, i), piece)
+            for i, (when, piece) in enumerate(zip(plan.at, plan.pieces, strict=True))
+        ]
+        events.extend(_Event(plan.done, data, "") for data in wire.final_events(ans))
+        if not self._keepalive(
+            wire.stream_keepalive, events[0].when - time.monotonic(), forever=reply.keepalive_forever
+        ):
             return
-        cut_at = len(pieces) // 2 if reply.cut_stream else -1
-        # Without a chunk delay the whole answer goes out in one write, as from a backend
-        # that answers after a fixed latency; the HTTP chunks inside it stay as they are.
-        batch: list[bytes] | None = [] if reply.chunk_delay <= 0 and cut_at < 0 else None
+        cut_at = len(plan.pieces) // 2 if reply.cut_stream else -1
+        quirks = wire.quirks and not plan.per_token
+        if self._write_events(log, events, cut_at=cut_at, quirks=quirks, head=wire.stream_keepalive or b""):
+            log.completed = True
+
+    def _write_events(
+        self, log: Logged, events: list[_Event], *, cut_at: int, quirks: bool, head: bytes
+    ) -> bool:
+        """Write each event (one HTTP chunk) at its time, then the last chunk; False if cut.
+
+        With ``quirks`` the first event is split across two HTTP chunks and a stray empty
+        line follows the second, as proxies and some servers do; clients must cope.
+        Events that are all due at once go out in one write, as from a backend that
+        answers after a fixed latency; the HTTP chunks inside it stay as they are.
+        """
+        batch: list[bytes] | None = None
+        if cut_at < 0 and not self._drip and all(e.when == events[0].when for e in events):
+            batch = []
 
         def chunk(data: bytes) -> None:
             if batch is None:
@@ -543,62 +838,100 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 batch.append(b"%X\r\n%s\r\n" % (len(data), data))
 
-        chunk(b": keep-alive\n\n")
-        for i, event in enumerate(events):
-            if i and reply.chunk_delay > 0:
-                self._wait(reply.chunk_delay)
+        if head:
+            chunk(head)
+        chars = 0
+        for i, ev in enumerate(events):
+            if batch is None:
+                self._wait(ev.when - time.monotonic())
             if i == cut_at:
-                self._cut_chunk(event)
-                return
-            if i == 0:
-                # Split the first event across two HTTP chunks (mid-UTF-8 too):
-                # clients must buffer partial lines.
-                half = len(event) // 2
-                chunk(event[:half])
-                chunk(event[half:])
+                self._cut_chunk(ev.data)
+                return False
+            if quirks and i == 0:
+                # Split mid-event (mid-UTF-8 too): clients must buffer partial lines.
+                half = len(ev.data) // 2
+                chunk(ev.data[:half])
+                chunk(ev.data[half:])
             else:
-                chunk(event)
-            if i == 1 and i < len(events) - 1:
+                chunk(ev.data)
+            if quirks and i == 1 and i < len(events) - 1:
                 chunk(b"\n")  # a stray empty line clients must skip
+            if ev.text and batch is None:
+                chars += len(ev.text)
+                self._count_sent(log, chars)
         if batch is None:
-            self._end_chunks(log)
-            return
+            self._write(b"0\r\n\r\n")
+            return True
         self._write(b"".join(batch) + b"0\r\n\r\n")
-        log.completed = True
+        self._count_sent(log, sum(len(e.text) for e in events))
+        return True
 
-    def _keepalive(self, frame: bytes, seconds: float, *, forever: bool) -> bool:
-        """Send frame every 50 ms for seconds; False if we hung up (forever cap)."""
+    def _count_sent(self, log: Logged, chars: int) -> None:
+        if chars and log.first_token_at is None:
+            log.first_token_at = time.monotonic()
+        log.tokens_sent = math.ceil(chars / self.fake.chars_per_token)
+
+    def _keepalive(self, frame: bytes | None, seconds: float, *, forever: bool) -> bool:
+        """Send frame (if any) every 50 ms for seconds; False if we hung up (forever cap)."""
         end = time.monotonic() + (KEEPALIVE_CAP if forever else seconds)
         while (left := end - time.monotonic()) > 0:
-            self._chunk(frame)
+            if frame:
+                self._chunk(frame)
             self._wait(min(KEEPALIVE_INTERVAL, left))
         if forever:
             self._hang_up()
             return False
         return True
 
-    # -- plain answers --------------------------------------------------------
+    # -- plain answers and faults ------------------------------------------------
 
-    def _send_simple(self, log: Logged, override: Reply | None, payload: dict[str, Any]) -> None:
-        """GET /models or /user/balance, possibly overridden by a Reply."""
+    def _send_simple(self, log: Logged, wire: Wire, override: Reply | None, payload: Any) -> None:
+        """A listing or status route, possibly overridden by a Reply."""
         if override is None:
-            self._send_bytes(log, 200, _dumps(payload), "application/json", {})
+            self._send_bytes(log, 200, dumps(payload), wire.json_type, {})
             return
+        self._drip = override.drip
         self._wait(override.delay)
-        self._send_fixed(log, override, payload, "application/json")
+        if override.raw_wire is not None or override.reset:
+            self._fault(log, override, wire.json_type)
+            return
+        self._send_fixed(log, wire, override, payload, wire.json_type)
 
-    def _send_fixed(self, log: Logged, reply: Reply, payload: dict[str, Any], ctype: str) -> None:
-        """raw_body, or an error body for status >= 400, or payload."""
+    def _send_fixed(self, log: Logged, wire: Wire, reply: Reply, payload: Any, ctype: str) -> None:
+        """raw_body, or the wire's error body for status >= 400, or payload."""
         if reply.raw_body is not None:
             data = reply.raw_body
         elif reply.status >= 400:
-            data = _dumps(_error_body(reply.status, reply.error_message))
+            refusal = wire.error(reply.status, reply.error_message)
+            data, ctype = refusal.body, refusal.ctype
         else:
-            data = _dumps(payload)
+            data = dumps(payload)
         self._send_bytes(log, reply.status, data, ctype, reply.headers, cut=reply.cut_stream)
 
-    def _send_error(self, log: Logged, status: int, message: str) -> None:
-        self._send_bytes(log, status, _dumps(_error_body(status, message)), "application/json", {})
+    def _send_wire_error(self, log: Logged, refusal: WireError) -> None:
+        self._send_bytes(log, refusal.status, refusal.body, refusal.ctype, {})
+
+    def _fault(self, log: Logged, reply: Reply, ctype: str) -> None:
+        """Headers then ``raw_wire`` bytes, then a close (or a reset); a bare reset sends nothing."""
+        if reply.raw_wire is None:
+            self._reset()
+            return
+        self.send_response(reply.status)
+        self.send_header("Content-Type", ctype)
+        if not any(name.lower() == "content-length" for name in reply.headers):
+            self.send_header("Transfer-Encoding", "chunked")
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        try:
+            self.end_headers()
+        except OSError as exc:
+            raise self._gone() from exc
+        log.status = reply.status
+        self._write(reply.raw_wire)
+        if reply.reset:
+            self._reset()
+        else:
+            self._hang_up()
 
     # -- wire helpers ---------------------------------------------------------
 
@@ -670,6 +1003,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _write(self, data: bytes) -> None:
         try:
+            if self._drip > 0:
+                for i in range(len(data)):
+                    if i:
+                        self._wait(self._drip)
+                    self.wfile.write(data[i : i + 1])
+                    self.wfile.flush()
+                return
             self.wfile.write(data)
             self.wfile.flush()
         except OSError as exc:
@@ -683,6 +1023,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _reset(self) -> None:
+        """End the connection with a TCP reset (RST), not a close."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.wfile.flush()
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
 
     def _wait(self, seconds: float) -> None:
         """Sleep, but notice at once if the client hangs up or the fake stops."""
@@ -699,44 +1048,51 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             readable, _, _ = select.select([self.connection], [], [], timeout)
-            if readable and not self.connection.recv(1, socket.MSG_PEEK):
+            if readable and not self._peek():
                 raise self._gone()
         except (OSError, ValueError) as exc:
             raise self._gone() from exc
         if readable:
             self._peer_talked = True  # pipelined bytes: fall back to write errors
 
+    def _peek(self) -> bytes:
+        """The next byte the client sent, without consuming it; b"" at EOF.
+
+        On TLS the raw record is peeked: a TLS alert (close_notify) counts as a hang-up.
+        """
+        conn = self.connection
+        if isinstance(conn, ssl.SSLSocket):
+            if conn.pending():
+                return b"x"
+            head: bytes = socket.socket.recv(conn, 1, socket.MSG_PEEK)
+            return b"" if head == b"\x15" else head
+        data: bytes = conn.recv(1, socket.MSG_PEEK)
+        return data
+
 
 # -- pure helpers ---------------------------------------------------------------
 
 
-def _bearer(header: str | None) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` header."""
-    if not header:
-        return None
-    scheme, _, token = header.strip().partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return token.strip() or None
-
-
-def _json_object(raw: bytes | None) -> dict[str, Any] | None:
-    """raw parsed as a JSON object, else None."""
+def _parse_json(raw: bytes) -> Any:
+    """The request body as JSON: None when empty, INVALID_JSON when not JSON."""
     if not raw:
         return None
     try:
-        value: Any = json.loads(raw)
+        return json.loads(raw)
     except (ValueError, UnicodeDecodeError):
-        return None
-    return value if isinstance(value, dict) else None
+        return INVALID_JSON
 
 
-def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-def _sse(obj: dict[str, Any]) -> bytes:
-    return b"data: " + _dumps(obj) + b"\n\n"
+def _usage_record(wire: Wire, ans: Answer) -> dict[str, Any]:
+    """What ``Logged.usage`` keeps: the usage the wire reports in its own shape, else the counts."""
+    usage = wire.usage(ans)
+    if usage is not None:
+        return usage
+    return {
+        "prompt_tokens": ans.prompt_tokens,
+        "cached_tokens": ans.cached_tokens,
+        "completion_tokens": ans.completion_tokens,
+    }
 
 
 def _error_body(status: int, message: str | None) -> dict[str, Any]:
@@ -790,114 +1146,57 @@ def _type_problem(body: dict[str, Any]) -> str | None:
     return None
 
 
-def _trim(
-    text: str, finish: str, stop: Any, max_tokens: int | None, chars_per_token: float
-) -> tuple[str, str]:
-    """Cut at the first stop string, then at ~max_tokens; return (text, finish_reason)."""
-    stops: list[str] = [stop] if isinstance(stop, str) else list(stop or [])
-    cuts = [i for s in stops if s and (i := text.find(s)) >= 0]
-    if cuts:
-        text, finish = text[: min(cuts)], "stop"
-    limit = int((max_tokens if max_tokens is not None else MAX_FIM_TOKENS) * chars_per_token)
-    if len(text) > limit:
-        text, finish = text[:limit], "length"
-    return text, finish
-
-
-def _common_prefix_len(a: str, b: str) -> int:
-    """Length of the longest common prefix (binary search on slices, C speed)."""
-    n = min(len(a), len(b))
-    if a[:n] == b[:n]:
-        return n
-    lo, hi = 0, n  # a[:lo] == b[:lo] and a[:hi] != b[:hi]
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if a[:mid] == b[:mid]:
-            lo = mid
-        else:
-            hi = mid
-    return lo
-
-
-def _find_all(haystack: str, needle: str, limit: int = 10_000) -> list[int]:
-    """Start offsets of (possibly overlapping) occurrences, at most limit."""
-    found: list[int] = []
-    i = haystack.find(needle)
-    while i >= 0 and len(found) < limit:
-        found.append(i)
-        i = haystack.find(needle, i + 1)
-    return found
-
-
-def _longest_tail(haystack: str, prompt: str, limit: int) -> int:
-    """Largest n <= limit with prompt[-n:] in haystack (0 if none)."""
-    hi = min(len(prompt), limit)
-    if hi == 0 or prompt[-hi:] in haystack:
-        return hi
-    lo = 0  # prompt[-lo:] occurs (trivially for 0); prompt[-hi:] does not
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if prompt[-mid:] in haystack:
-            lo = mid
-        else:
-            hi = mid
-    return lo
-
-
-def oracle_continuation(oracle: str, prompt: str, suffix: str) -> str:
-    """The text that truly follows prompt in oracle, up to where suffix resumes.
-
-    The prompt's longest tail (<= 200 chars, >= 16 unless the prompt is
-    shorter; else no match and "") locates the cursor; among several
-    matches, the one followed soonest by the suffix wins (a suffix that is the
-    end of the file pins the end of the middle), else the one nearest
-    ``len(prompt)``.  Without a usable suffix the rest of the file is returned.
-    """
-    n = _longest_tail(oracle, prompt, ORACLE_TAIL)
-    if n < min(len(prompt), ORACLE_MIN_TAIL):
-        return ""
-    ends = [i + n for i in _find_all(oracle, prompt[-n:])] if n else [0]
-    if suffix and oracle.endswith(suffix):
-        resume = len(oracle) - len(suffix)
-        before = [e for e in ends if e <= resume]
-        if before:
-            return oracle[max(before) : resume]
-    head = suffix[:ORACLE_SUFFIX_HEAD]
-    if head.strip():
-        starts = _find_all(oracle, head)
-        best: tuple[tuple[int, int], int, int] | None = None
-        for e in ends:
-            k = bisect.bisect_left(starts, e)
-            if k < len(starts):
-                score = (starts[k] - e, abs(e - len(prompt)))
-                if best is None or score < best[0]:
-                    best = (score, e, starts[k])
-        if best is not None:
-            return oracle[best[1] : best[2]]
-    start = min(ends, key=lambda e: abs(e - len(prompt)))
-    return oracle[start:]
-
-
 # -- command line ---------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the fake until Ctrl-C (SIGINT) or SIGTERM."""
-    parser = argparse.ArgumentParser(description="Fake DeepSeek API server for fimls.")
+    parser = argparse.ArgumentParser(description="Fake FIM server (DeepSeek and other engines) for fimls.")
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each FIM reply")
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind (::1 for IPv6)")
+    timing = parser.add_mutually_exclusive_group()
+    timing.add_argument(
+        "--first-token", type=float, default=0.0, metavar="SECONDS", help="seconds to the first token"
+    )
+    timing.add_argument(
+        "--latency", type=float, dest="first_token", metavar="SECONDS", help="the older name of --first-token"
+    )
+    parser.add_argument(
+        "--token-rate",
+        type=float,
+        default=0.0,
+        metavar="N",
+        help="tokens per second after the first (0: all at once)",
+    )
+    parser.add_argument("--chars-per-token", type=float, default=3.0, help="characters in one token")
     parser.add_argument("--text", default="pass", help="completion text to return")
     parser.add_argument("--oracle", type=Path, help="answer with the true continuation of FILE")
     parser.add_argument("--api-key", help="accept only this key (default: any non-empty key)")
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated ids")
+    parser.add_argument(
+        "--flavor", default="openai", choices=(*FLAVORS, "codestral"), help="engine behind /v1/completions"
+    )
+    parser.add_argument(
+        "--tls-cert", type=Path, metavar="PEM", help="serve HTTPS with this certificate chain"
+    )
+    parser.add_argument("--tls-key", type=Path, metavar="PEM", help="the certificate's private key")
     args = parser.parse_args(argv)
     oracle = args.oracle.read_text(encoding="utf-8") if args.oracle else None
+    context = None
+    if args.tls_cert is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
     fake = FakeDeepSeek(
         api_key=args.api_key,
         models=[m.strip() for m in args.models.split(",") if m.strip()],
-        latency=args.latency,
+        first_token=args.first_token,
+        token_rate=args.token_rate or None,
+        chars_per_token=args.chars_per_token,
         oracle_text=oracle,
         port=args.port,
+        flavor=args.flavor,
+        host=args.host,
+        ssl_context=context,
     )
     fake.default = Reply(text=args.text)
     done = threading.Event()
