@@ -84,6 +84,7 @@ class Logged:
     prompt_tokens: int = 0
     cached_tokens: int = 0  # prompt tokens served from the prefix cache
     stream_requested: bool | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # request headers, Authorization left out
 
     @property
     def stream(self) -> bool:

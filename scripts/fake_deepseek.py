@@ -459,6 +459,11 @@ class FakeDeepSeek:
 
     # -- inspection ----------------------------------------------------------
 
+    def open_connections(self) -> int:
+        """Client connections open right now."""
+        with self._lock:
+            return len(self._conns)
+
     def fim_requests(self) -> list[Logged]:
         """Logged generation requests of every wire format, oldest first."""
         with self._lock:
@@ -659,6 +664,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._drip = 0.0
         fake = self.fake
         log = Logged(method=method, path=urlsplit(self.path).path, started=self._arrived, flavor=fake.flavor)
+        log.headers = {k: v for k, v in self.headers.items() if k.lower() != "authorization"}
         try:
             raw = self._read_body()
         except (ValueError, OSError):

@@ -367,7 +367,7 @@ async def soak(
     finally:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(client.stop(), 10)
-        fake_connections = len(fake._conns)  # connections the fake still holds (private, on purpose)
+        fake_connections = fake.open_connections()  # connections the fake still holds (private, on purpose)
         fake.stop()
         if log_file is not None:
             log_file.close()

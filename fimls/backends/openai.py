@@ -149,9 +149,11 @@ class Completions:
     async def generate(self, request: FimRequest, deadline: float) -> AsyncGenerator[Event, None]:
         """Text pieces as they arrive, then one :class:`Finish`."""
         body = self.body(request)
-        async with self.http.stream(
-            "POST", self.path, json_body=body, deadline=deadline, model=request.model
-        ) as r:
+        headers = {"X-Fimls-Speculative": "1"} if request.speculative else None
+        post = self.http.stream(
+            "POST", self.path, json_body=body, deadline=deadline, model=request.model, headers=headers
+        )
+        async with post as r:
             if request.stream:
                 async for event in completion_events(r, self.label):
                     yield event

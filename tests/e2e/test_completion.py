@@ -419,7 +419,7 @@ async def test_streamed_requests_reuse_one_connection(start_server, fake):
         assert await inline(client, uri, 0, 4 + version - 1)
     status = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="fimls.status"))
     assert status["requestsSent"] == 4
-    assert len(fake._conns) == 1  # the fake saw one kept-alive connection
+    assert fake.open_connections() == 1  # the fake saw one kept-alive connection
     assert status["inFlight"] == 0 and status["pendingRequests"] == 0
 
 

@@ -138,7 +138,7 @@ async def test_no_stream_or_connection_outlives_shutdown(start_server, fake):
     assert info["inFlight"] == 1
     await asyncio.wait_for(client.shutdown_async(None), 5)
     assert await asyncio.to_thread(fake.wait_for, lambda: fake.fim_requests()[0].aborted, 3)
-    assert await asyncio.to_thread(fake.wait_for, lambda: not fake._conns, 3)
+    assert await asyncio.to_thread(fake.wait_for, lambda: fake.open_connections() == 0, 3)
     client.exit(None)
     assert await asyncio.wait_for(client._server.wait(), 5) == 0
 
