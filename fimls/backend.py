@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from fimls import __version__, h1
+from fimls.urls import insecure_reason
 
 if TYPE_CHECKING:  # httpx is imported only when a proxy or an injected transport needs it
     import httpx
@@ -106,27 +107,6 @@ class InsecureError(BackendError):
 MAX_CONNECTIONS = 16
 MAX_IDLE = 8
 KEEPALIVE_EXPIRY = 60.0
-
-LOOPBACK_HOSTS = frozenset({"localhost", "::1", "[::1]"})
-
-
-def insecure_reason(url: str, allow_insecure_http: bool) -> str | None:
-    """Why fimls refuses to send code to ``url``, or ``None`` when it may."""
-    try:
-        parsed = urlsplit(url)
-        parsed.port  # noqa: B018 - raises for a port that is not a number
-    except ValueError:
-        return f"the base URL {url!r} is not a valid URL"
-    if parsed.scheme == "https":
-        return None
-    if parsed.scheme != "http":
-        return f"unsupported URL scheme {parsed.scheme!r} in the base URL"
-    host = parsed.hostname or ""
-    if allow_insecure_http or host in LOOPBACK_HOSTS or host.startswith("127."):
-        return None
-    return (
-        f"refusing to send code over plain http:// to {host}; use https:// or set allowInsecureHttp to true"
-    )
 
 
 @attrs.frozen
