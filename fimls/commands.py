@@ -11,6 +11,7 @@ from fimls.backend import BackendError, FimRequest, public_url
 from fimls.config import Settings, parse_settings
 from fimls.document import UTF32, Document
 from fimls.engine import MISSING_KEY, Engine
+from fimls.privacy import gate_for_file
 
 _LANGUAGES = {
     ".py": "python",
@@ -36,6 +37,10 @@ def _parse_target(target: str) -> tuple[Path, int, int]:
     return Path(path2), int(line), int(rest)
 
 
+def _warn(problem: str) -> None:
+    print(f"fimls: {problem}", file=sys.stderr)
+
+
 def _settings(raw: Any) -> Settings:
     settings, problems = parse_settings(raw)
     for problem in problems:
@@ -53,7 +58,11 @@ async def complete(target: str, raw: Any, language: str) -> int:
         print(f"fimls: {exc}", file=sys.stderr)
         return 2
     settings = _settings(raw)
-    doc = Document(path.resolve().as_uri(), text, 0, language or _LANGUAGES.get(path.suffix, ""))
+    language = language or _LANGUAGES.get(path.suffix, "")
+    if reason := gate_for_file(path, settings.languages, _warn).check_path(path, language):
+        print(f"fimls: not sending {path}: {reason}", file=sys.stderr)
+        return 1
+    doc = Document(path.resolve().as_uri(), text, 0, language)
     where = doc.index_at(line - 1, col - 1, UTF32)
     if where is None or line < 1 or col < 1:
         print(f"fimls: {line}:{col} is outside {path}", file=sys.stderr)

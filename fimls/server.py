@@ -18,6 +18,7 @@ from pygls.capabilities import get_capability
 from pygls.exceptions import FeatureRequestError, JsonRpcInternalError
 from pygls.io_ import StdinAsyncReader, StdoutWriter
 from pygls.lsp.server import LanguageServer
+from pygls.uris import from_fs_path
 
 from fimls import __version__, items, log
 from fimls.backend import AuthError, BackendError, BalanceError, RequestError
@@ -26,7 +27,7 @@ from fimls.document import UTF16, Document, Snapshot
 from fimls.early import COMMANDS, TRIGGER_CHARACTERS, Early
 from fimls.engine import MISSING_KEY, Engine, Suggestion
 from fimls.notices import Notices
-from fimls.privacy import Privacy
+from fimls.privacy import PrivacyGate
 from fimls.protocol import ARRIVED, FimlsProtocol, StampedReader, read_messages
 from fimls.scheduler import Scheduler
 
@@ -64,8 +65,7 @@ class FimlsServer(LanguageServer):
         self.engine: Engine | None = None
         self.shut_down = False
         self.closing: asyncio.Future[None] | None = None
-        self.roots: list[str] = []
-        self.privacy = Privacy()
+        self.privacy = PrivacyGate(on_problem=self._privacy_problem)
         self.blocked: dict[str, str | None] = {}
         self.early: Early | None = None
 
@@ -108,6 +108,11 @@ class FimlsServer(LanguageServer):
             return
         logger.error("internal error (%s): %s", getattr(source, "__name__", source), error)
 
+    def _privacy_problem(self, message: str) -> None:
+        # The gate reports each problem once; a new one replaces the last on screen.
+        self.notices.clear("privacy")
+        self.notices.notify("privacy", f"fimls: {message}", "warning")
+
     def _show(self, level: str, message: str) -> None:
         self.window_show_message(types.ShowMessageParams(type=_LEVELS[level], message=message))
         self.window_log_message(types.LogMessageParams(type=_LEVELS[level], message=message))
@@ -121,8 +126,7 @@ class FimlsServer(LanguageServer):
         if problems:
             self.notices.clear("config")
             self.notices.notify("config", "fimls settings: " + "; ".join(problems), "warning")
-        self.privacy = Privacy(self.roots, settings.languages)
-        self.blocked.clear()
+        self.privacy.set_languages(settings.languages)
         if self.engine is None:
             self.engine = Engine(
                 settings,
@@ -169,13 +173,13 @@ class FimlsServer(LanguageServer):
         )
 
     def is_blocked(self, doc: Document) -> bool:
-        """Whether privacy rules forbid sending ``doc`` (decided once per document)."""
-        if doc.uri not in self.blocked:
-            reason = self.privacy.reason_to_block(doc.uri, doc.language_id)
+        """Whether the privacy gate forbids sending ``doc`` (asked every time; the gate caches)."""
+        reason = self.privacy.check(doc.uri, doc.language_id)
+        if reason != self.blocked.get(doc.uri):
             self.blocked[doc.uri] = reason
             if reason:
                 logger.info("not completing %s: %s", doc.uri, reason)
-        return self.blocked[doc.uri] is not None
+        return reason is not None
 
     async def suggest(self, snap: Snapshot, invoked: bool, kind: str = "inline") -> list[Suggestion]:
         """Run the engine for the newest request on a document; older ones get nothing."""
@@ -321,9 +325,12 @@ def create_server(transport: httpx.AsyncBaseTransport | None = None) -> FimlsSer
         )
         ls.as_is = modes is not None and types.InsertTextMode.AsIs in modes.value_set
         options = params.initialization_options
-        ls.roots = [folder.uri for folder in params.workspace_folders or []]
-        if params.root_uri and params.root_uri not in ls.roots:
-            ls.roots.append(params.root_uri)
+        roots = [folder.uri for folder in params.workspace_folders or []]
+        if params.root_uri and params.root_uri not in roots:
+            roots.append(params.root_uri)
+        if not roots and params.root_path and (root := from_fs_path(params.root_path)):
+            roots.append(root)  # clients that send only the deprecated rootPath
+        ls.privacy.set_folders(roots)
         ls.init_options = dict(options) if isinstance(options, dict) else {}
         ls.configure(options)
         client = params.client_info.name if params.client_info else "unknown client"
@@ -357,6 +364,11 @@ def create_server(transport: httpx.AsyncBaseTransport | None = None) -> FimlsSer
             ls.configure({**ls.init_options, **payload})
         elif payload not in (None, {}):
             ls.configure(payload)
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
+    def did_change_workspace_folders(ls: FimlsServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
+        event = params.event
+        ls.privacy.change_folders([f.uri for f in event.added], [f.uri for f in event.removed])
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: FimlsServer, params: types.DidOpenTextDocumentParams) -> None:
