@@ -461,7 +461,9 @@ def test_ignore_files_created_edited_and_removed_after_start(tmp_path: Path):
     ignore = tmp_path / ".aiignore"
     ignore.write_text("notes.md\n", encoding="utf-8")
     assert gate.check(uri, "markdown") is not None
-    ignore.write_text("other.md\n", encoding="utf-8")  # same size, maybe the same mtime tick
+    before = ignore.stat().st_mtime_ns
+    ignore.write_text("other.md\n", encoding="utf-8")  # the same size: the mtime tells
+    os.utime(ignore, ns=(before + 10_000_000, before + 10_000_000))  # coarse clocks: make it later
     assert gate.check(uri, "markdown") is None
     stamp = ignore.stat().st_mtime_ns
     ignore.write_text("*.md\n#x\n", encoding="utf-8")
