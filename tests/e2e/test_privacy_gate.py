@@ -23,11 +23,12 @@ from lsprotocol import types
 from pytest_lsp import LanguageClient
 from pytest_lsp.client import make_test_lsp_client
 
-WINDOW = 8  # any 8 characters of a canary in a request count as a leak
+WINDOW = 8  # any 8 characters of a canary's random part in a request count as a leak
+PREFIX = "CANARY"
 
 
 def canary() -> str:
-    return f"CANARY{uuid.uuid4().hex}"
+    return PREFIX + uuid.uuid4().hex
 
 
 def sent(fake: FakeDeepSeek) -> str:
@@ -43,9 +44,13 @@ def sent(fake: FakeDeepSeek) -> str:
 
 
 def leaked(fake: FakeDeepSeek, secret: str) -> bool:
-    """Whether any piece of ``secret`` (``WINDOW`` characters or more) reached the fake."""
+    """Whether any piece of ``secret`` (``WINDOW`` characters or more) reached the fake.
+
+    Only the random part is searched: the shared prefix also starts every control file's marker.
+    """
     seen = sent(fake)
-    return any(secret[i : i + WINDOW] in seen for i in range(len(secret) - WINDOW + 1))
+    random_part = secret.removeprefix(PREFIX)
+    return any(random_part[i : i + WINDOW] in seen for i in range(len(random_part) - WINDOW + 1))
 
 
 def reached(fake: FakeDeepSeek, marker: str) -> bool:
