@@ -13,6 +13,7 @@ from fimls.backends import BackendError, FimRequest, Finish
 from fimls.config import Settings, parse_settings
 from fimls.document import UTF32, Document
 from fimls.engine import Engine
+from fimls.privacy import gate_for_file
 
 _LANGUAGES = {
     ".py": "python",
@@ -46,6 +47,10 @@ def parse_target(target: str) -> tuple[Path, int, int]:
     return Path(path), int(line), int(col)
 
 
+def _warn(problem: str) -> None:
+    print(f"fimls: {problem}", file=sys.stderr)
+
+
 def _settings(raw: Any) -> Settings:
     settings, problems = parse_settings(raw)
     for problem in problems:
@@ -76,6 +81,9 @@ async def complete(target: str, raw: Any, language: str) -> int:
         print(f"fimls: {exc}", file=sys.stderr)
         return 2
     settings = _settings(raw)
+    if reason := gate_for_file(path, settings.languages, _warn).check_path(path, doc.language_id):
+        print(f"fimls: not sending {path}: {reason}", file=sys.stderr)
+        return 1
     snap = doc.snapshot(
         row,
         column,

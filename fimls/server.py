@@ -11,6 +11,7 @@ from lsprotocol import types
 from pygls.capabilities import get_capability
 from pygls.exceptions import FeatureRequestError, JsonRpcInternalError
 from pygls.lsp.server import LanguageServer
+from pygls.uris import from_fs_path
 
 from fimls import __version__, items, log
 from fimls.backends import AuthError, BackendError, BalanceError, RequestError
@@ -19,7 +20,7 @@ from fimls.config import Settings, from_workspace, load_user_config, parse_setti
 from fimls.document import UTF16, Document, Snapshot
 from fimls.engine import Engine, Suggestion
 from fimls.notices import Notices
-from fimls.privacy import Privacy
+from fimls.privacy import PrivacyGate
 from fimls.protocol import FimlsProtocol, Transport
 from fimls.scheduler import Scheduler, debounce
 
@@ -62,8 +63,7 @@ class FimlsServer(LanguageServer):
         self.engine: Engine | None = None
         self.shut_down = False
         self.closing: asyncio.Future[None] | None = None
-        self.roots: list[str] = []
-        self.privacy = Privacy()
+        self.privacy = PrivacyGate(on_problem=self._privacy_problem)
         self.blocked: dict[str, str | None] = {}
 
     # -- transports ----------------------------------------------------------------
@@ -101,6 +101,11 @@ class FimlsServer(LanguageServer):
             return
         logger.error("internal error (%s): %s", getattr(source, "__name__", source), error)
 
+    def _privacy_problem(self, message: str) -> None:
+        # The gate reports each problem once; a new one replaces the last on screen.
+        self.notices.clear("privacy")
+        self.notices.notify("privacy", f"fimls: {message}", "warning")
+
     def _show(self, level: str, message: str) -> None:
         message = log.REDACTOR.redact(message)
         self.window_show_message(types.ShowMessageParams(type=_LEVELS[level], message=message))
@@ -118,8 +123,7 @@ class FimlsServer(LanguageServer):
             raw = workspace
         settings, problems = parse_settings(raw)
         log.add_secrets([settings.api_key])
-        self.privacy = Privacy(self.roots, settings.languages)
-        self.blocked.clear()
+        self.privacy.set_languages(settings.languages)
         if self.engine is None:
             self.engine = Engine(
                 settings, transport=self.transport, on_error=self.backend_failed, on_success=self.backend_ok
@@ -167,13 +171,13 @@ class FimlsServer(LanguageServer):
         )
 
     def is_blocked(self, doc: Document) -> bool:
-        """Whether privacy rules forbid sending ``doc`` (decided once per document)."""
-        if doc.uri not in self.blocked:
-            reason = self.privacy.reason_to_block(doc.uri, doc.language_id)
+        """Whether the privacy gate forbids sending ``doc`` (asked every time; the gate caches)."""
+        reason = self.privacy.check(doc.uri, doc.language_id)
+        if reason != self.blocked.get(doc.uri):
             self.blocked[doc.uri] = reason
             if reason:
                 logger.info("not completing %s: %s", doc.uri, reason)
-        return self.blocked[doc.uri] is not None
+        return reason is not None
 
     async def suggest(self, snap: Snapshot, invoked: bool, kind: str = "inline") -> list[Suggestion]:
         """Run the engine for the newest request on a document; older ones get nothing."""
@@ -235,9 +239,12 @@ def create_server(transport: httpx.AsyncBaseTransport | None = None) -> FimlsSer
         encoding = ls.workspace.position_encoding
         ls.encoding = str(getattr(encoding, "value", encoding) or UTF16)
         _client_features(ls)
-        ls.roots = [folder.uri for folder in params.workspace_folders or []]
-        if params.root_uri and params.root_uri not in ls.roots:
-            ls.roots.append(params.root_uri)
+        roots = [folder.uri for folder in params.workspace_folders or []]
+        if params.root_uri and params.root_uri not in roots:
+            roots.append(params.root_uri)
+        if not roots and params.root_path and (root := from_fs_path(params.root_path)):
+            roots.append(root)  # clients that send only the deprecated rootPath
+        ls.privacy.set_folders(roots)
         options = params.initialization_options
         ls.init_options = dict(options) if isinstance(options, dict) else {}
         ls.user_options, problems = load_user_config()
@@ -276,6 +283,11 @@ def create_server(transport: httpx.AsyncBaseTransport | None = None) -> FimlsSer
         payload = settings_from_change(params.settings)
         if payload not in (None, {}):
             ls.configure(payload)
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
+    def did_change_workspace_folders(ls: FimlsServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
+        event = params.event
+        ls.privacy.change_folders([f.uri for f in event.added], [f.uri for f in event.removed])
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: FimlsServer, params: types.DidOpenTextDocumentParams) -> None:
