@@ -17,7 +17,9 @@
   (add-to-list 'eglot-server-programs
                '((python-mode python-ts-mode)
                  . ("fimls" "--stdio"
-                    ;; Any fimls option, camelCase (see the README).
+                    ;; Any fimls option, camelCase (see the README).  debounceMs is
+                    ;; the longest wait after a keystroke (fimls often asks sooner).
+                    ;; A local model: :backend "ollama" (README: Backends).
                     :initializationOptions (:debounceMs 150
                                             :multiline "auto"
                                             :maxTokens 256)))))
@@ -35,6 +37,11 @@
 ;; Per project, settings can also come from .dir-locals.el (sent as
 ;; workspace/didChangeConfiguration):
 ;;   ((nil . ((eglot-workspace-configuration . (:fimls (:debounceMs 300))))))
+;; Emacs applies that variable from any repository's .dir-locals.el without
+;; asking, so fimls ignores there (with a warning) the settings that decide
+;; where code and keys go: backend, baseUrl, apiKey, apiKeyCommand, apiKeyEnv,
+;; allowInsecureHttp.  Set those in :initializationOptions above, in the
+;; environment, or in ~/.config/fimls/config.json.
 ;;
 ;; Eglot runs ONE server per buffer, and the entry above comes first in
 ;; `eglot-server-programs', so fimls replaces pylsp/pyright there.  To keep

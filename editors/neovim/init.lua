@@ -14,7 +14,8 @@ require('fimls').setup({
   -- filetypes = { 'python', 'lua' }, -- default: every buffer that has a filetype
   init_options = { -- fimls settings (camelCase), sent as initializationOptions
     -- apiKey = '...', -- better: export DEEPSEEK_API_KEY
-    debounceMs = 150, -- Neovim 0.12 waits 200 ms itself; 0 is fine there
+    -- backend = 'ollama', -- a local model instead of DeepSeek (README: Backends)
+    debounceMs = 150, -- longest wait after a keystroke; Neovim 0.12 waits 200 ms itself
     multiline = 'auto', -- 'auto' | 'always' | 'never'
   },
   -- Ghost text: built-in vim.lsp.inline_completion on 0.12+, the plugin's own

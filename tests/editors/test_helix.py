@@ -8,7 +8,9 @@ helix-term/src/handlers/completion/request.rs:
 * completion with ``snippetSupport`` (``editor.lsp.snippets``, default true),
   ``insertReplaceSupport`` and ``resolveSupport``; no ``inlineCompletion`` at all;
 * ``initializationOptions`` = the ``config`` table of ``[language-server.fimls]``, and the
-  same table again as ``workspace/didChangeConfiguration`` right after ``initialized``;
+  same table again as ``workspace/didChangeConfiguration`` right after ``initialized``
+  (helix-term/src/application.rs), where fimls ignores machine-level settings: a ``baseUrl``
+  in ``config`` must still hold, through ``initializationOptions``;
 * incremental ``didChange`` in utf-8 columns;
 * ``textDocument/completion`` after ``completion-timeout`` (250 ms) with trigger kind
   Invoked, at once for a trigger character, and again with
@@ -20,7 +22,9 @@ helix-term/src/handlers/completion/request.rs:
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -67,6 +71,10 @@ HELIX_BUILTIN_SERVERS = {
 # The fake DeepSeek must exist before the server fixture below is defined (pytest-lsp
 # fixes the server environment at import time), so it starts here and stops at the end.
 FAKE = FakeDeepSeek(api_key="sk-test").start()
+# The endpoint a user's own `config` names as baseUrl (the environment names FAKE).
+USER_ENDPOINT = FakeDeepSeek(api_key="sk-test").start()
+# Settings that decide where code and keys go: never from workspace configuration.
+MACHINE_SERVER = {"backend", "baseUrl", "apiKey", "apiKeyCommand", "apiKeyEnv", "allowInsecureHttp"}
 
 ANSWERS = {
     "value = comp": "ute_total(items)",
@@ -87,12 +95,15 @@ def answer(body: dict[str, Any]) -> Reply:
 def _stop_fake() -> Any:
     yield
     FAKE.stop()
+    USER_ENDPOINT.stop()
+    shutil.rmtree(_NO_USER_CONFIG, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
 def _fresh_fake() -> None:
-    FAKE.reset()
-    FAKE.default = answer
+    for fake in (FAKE, USER_ENDPOINT):
+        fake.reset()
+        fake.default = answer
 
 
 def helix_toml() -> dict[str, Any]:
@@ -151,29 +162,50 @@ HELIX_CAPABILITIES: dict[str, Any] = {
     "general": {"positionEncodings": ["utf-8", "utf-32", "utf-16"]},
 }
 
-SERVER_ENV = {**os.environ, "DEEPSEEK_BASE_URL": FAKE.url, "DEEPSEEK_API_KEY": "sk-test"}
+# No user config file (~/.config/fimls/config.json) of whoever runs the tests.
+_NO_USER_CONFIG = tempfile.mkdtemp(prefix="fimls-helix-xdg-")
+SERVER_ENV = {
+    **os.environ,
+    "DEEPSEEK_BASE_URL": FAKE.url,
+    "DEEPSEEK_API_KEY": "sk-test",
+    "XDG_CONFIG_HOME": _NO_USER_CONFIG,
+}
 ROOT = REPO / "tests" / "editors"
 URI = (ROOT / "helix_example.py").as_uri()
+
+
+async def start_like_helix(client: LanguageClient, config: dict[str, Any]) -> None:
+    """Helix's start-up: `config` as initializationOptions, then again as didChangeConfiguration."""
+    params = types.InitializeParams(
+        process_id=os.getpid(),
+        root_path=str(ROOT),
+        root_uri=ROOT.as_uri(),
+        workspace_folders=[types.WorkspaceFolder(uri=ROOT.as_uri(), name="editors")],
+        initialization_options=config,
+        capabilities=get_converter().structure(HELIX_CAPABILITIES, types.ClientCapabilities),
+        client_info=types.ClientInfo(name="helix", version="25.07.1"),
+    )
+    result = await client.initialize_session(params)
+    assert result.capabilities.position_encoding == types.PositionEncodingKind.Utf8
+    assert result.capabilities.completion_provider is not None
+    # Helix, like Neovim, repeats the config as didChangeConfiguration after `initialized`.
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=config))
 
 
 @pytest_lsp.fixture(
     config=ClientServerConfig(server_command=[sys.executable, "-m", "fimls"], server_env=SERVER_ENV)
 )
 async def helix(lsp_client: LanguageClient) -> AsyncIterator[None]:
-    params = types.InitializeParams(
-        process_id=os.getpid(),
-        root_path=str(ROOT),
-        root_uri=ROOT.as_uri(),
-        workspace_folders=[types.WorkspaceFolder(uri=ROOT.as_uri(), name="editors")],
-        initialization_options=helix_config(),
-        capabilities=get_converter().structure(HELIX_CAPABILITIES, types.ClientCapabilities),
-        client_info=types.ClientInfo(name="helix", version="25.07.1"),
-    )
-    result = await lsp_client.initialize_session(params)
-    assert result.capabilities.position_encoding == types.PositionEncodingKind.Utf8
-    assert result.capabilities.completion_provider is not None
-    # Helix, like Neovim, repeats the config as didChangeConfiguration after `initialized`.
-    lsp_client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=helix_config()))
+    await start_like_helix(lsp_client, helix_config())
+    yield
+    await lsp_client.shutdown_session()
+
+
+@pytest_lsp.fixture(
+    config=ClientServerConfig(server_command=[sys.executable, "-m", "fimls"], server_env=SERVER_ENV)
+)
+async def helix_base_url_in_config(lsp_client: LanguageClient) -> AsyncIterator[None]:
+    await start_like_helix(lsp_client, {**helix_config(), "baseUrl": USER_ENDPOINT.url})
     yield
     await lsp_client.shutdown_session()
 
@@ -316,7 +348,9 @@ def test_languages_toml_structure() -> None:
     config = server["config"]
     unknown = set(config) - set(field_names())
     assert not unknown, f"not fimls options: {unknown}"
-    settings, problems = parse_settings(config, env={})
+    # Helix echoes `config` as workspace configuration: the example keeps these out of it.
+    assert not set(config) & MACHINE_SERVER
+    settings, problems = parse_settings(config)
     assert problems == []
     assert settings.debounce_ms < HELIX_COMPLETION_TIMEOUT_MS, "Helix debounces already; keep ours short"
     assert settings.multiline in set(Multiline)
@@ -452,7 +486,26 @@ async def test_no_item_inside_a_word(helix: LanguageClient) -> None:
     assert FAKE.fim_requests() == []
 
 
+async def test_base_url_in_config_survives_helix_echo(helix_base_url_in_config: LanguageClient) -> None:
+    """A user who puts baseUrl in their own `config`: it arrives as initializationOptions and
+    again as didChangeConfiguration, where fimls ignores machine-level settings. Suggestions
+    keep going to the user's endpoint, not to the environment's DEEPSEEK_BASE_URL."""
+    buffer = Buffer(helix_base_url_in_config, DOC)
+    line = 5
+    result, _ = await buffer.complete(buffer.end(line), types.CompletionTriggerKind.Invoked)
+    assert result.items and isinstance(result.items[0].text_edit, types.TextEdit)
+    assert result.items[0].text_edit.new_text == "compute_total(items)"
+    assert len(USER_ENDPOINT.fim_requests()) == 1
+    assert FAKE.requests == []
+
+
 def test_setup_doc_embeds_the_file() -> None:
     setup = (REPO / "editors" / "SETUP-helix.md").read_text(encoding="utf-8")
     assert setup.startswith("### Helix\n")
     assert "```toml\n" + TOML_PATH.read_text(encoding="utf-8") + "```\n" in setup
+    # Where machine-level settings belong, and what a project's .helix/languages.toml can do.
+    for name in sorted(MACHINE_SERVER):
+        assert f"`{name}`" in setup, name
+    assert "~/.config/fimls/config.json" in setup
+    assert "`.helix/languages.toml`" in setup and ":workspace-trust" in setup
+    assert "(#backends)" in setup

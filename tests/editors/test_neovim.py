@@ -399,6 +399,99 @@ def test_legacy_start_path(nvim, fake, tmp_path):
     assert res["by_step"]["typed_t"]["ghost"] == "urn a + b"
 
 
+MISSING_CMD = "fimls-not-installed-here"
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["vim.lsp.enable", "vim.lsp.start"])
+def test_missing_server_command_is_reported_once(nvim, fake, tmp_path, legacy):
+    """A `cmd` that is not executable gets one error notification naming it and the fix,
+    however many buffers open; Neovim alone would only write it to its LSP log."""
+    setup: dict[str, Any] = {"init_options": {"debounceMs": 50}}
+    if legacy:
+        setup["_legacy_start"] = True
+    res = run(
+        nvim,
+        fake,
+        tmp_path,
+        "missing_cmd",
+        PY_EMPTY_BODY,
+        setup=setup,
+        env={"FIMLS_TEST_CMD": json.dumps([MISSING_CMD, "--stdio"])},
+    )
+    assert res["filetypes"] == ["python", "python", "lua"]
+    notes = res["notifications"]
+    assert len(notes) == 1, notes
+    assert res["after_start"] == notes, "the notice should come at start-up, not later"
+    note = notes[0]
+    assert note["level"] == 4  # vim.log.levels.ERROR
+    message = note["msg"]
+    assert MISSING_CMD in message
+    assert "$PATH" in message and "Install fimls" in message
+    assert "cmd = {" in message
+    assert res["clients"] == 0
+    assert res["ghost"] is None
+    assert fake.fim_requests() == []
+
+
+def test_no_notification_when_the_command_exists(nvim, fake, tmp_path):
+    """The check stays quiet for a working set-up (the test's server command)."""
+    fake.default = completing("return a + b")
+    res = run(nvim, fake, tmp_path, "typing_along", PY_EMPTY_BODY)
+    assert res["by_step"]["typed_t"]["ghost"] == "urn a + b"
+    assert not res["notifications"], res["notifications"]
+
+
+CTERM_GREY = 244
+
+
+@pytest.fixture(scope="module")
+def highlight_result(nvim, tmp_path_factory) -> dict[str, Any]:
+    with FakeDeepSeek(api_key="sk-test") as server:
+        return run(nvim, server, tmp_path_factory.mktemp("hl"), "highlight", PY_EMPTY_BODY)
+
+
+def test_ghost_highlight_has_a_terminal_colour(highlight_result):
+    """Without 'termguicolors' (a 256-colour terminal) ghost text must not look like code:
+    Neovim's default scheme gives Comment and Normal no ctermfg, so a plain link to Comment
+    would show ghost text in the terminal's default colour."""
+    state = highlight_result["by_step"]["default_cterm"]
+    ghost, normal = state["ghost"], state["normal"]
+    assert "ctermfg" not in state["comment"], "premise: the default scheme's Comment has no ctermfg"
+    assert ghost["ctermfg"] == CTERM_GREY
+    assert ghost.get("ctermfg") != normal.get("ctermfg")
+    assert ghost["default"] is True, "a user's own definition must win"
+
+
+def test_ghost_highlight_with_termguicolors(highlight_result):
+    state = highlight_result["by_step"]["default_gui"]
+    ghost, normal, comment = state["ghost"], state["normal"], state["comment"]
+    assert ghost["fg"] == comment["fg"], "in a truecolor terminal ghost text looks like a comment"
+    assert ghost["fg"] != normal["fg"]
+
+
+def test_ghost_highlight_follows_colour_schemes(highlight_result):
+    steps = highlight_result["by_step"]
+    # A scheme whose Comment has a terminal colour: FimlsSuggestion links to it.
+    habamax = steps["habamax"]
+    assert habamax["colors_name"] == "habamax"
+    assert habamax["ghost_link"] == "Comment"
+    assert habamax["ghost"]["ctermfg"] == habamax["comment"]["ctermfg"]
+    assert habamax["ghost"]["ctermfg"] != habamax["normal"].get("ctermfg")
+    # Back on the default scheme (whose `:hi clear` wiped the group), the grey is back.
+    for name in ("back_to_default", "default_light"):
+        state = steps[name]
+        assert state["ghost_link"] is None, name
+        assert state["ghost"]["ctermfg"] == CTERM_GREY, name
+        assert state["ghost"]["fg"] == state["comment"]["fg"], name
+    assert steps["default_light"]["background"] == "light"
+
+
+def test_user_highlight_survives_setup(nvim, fake, tmp_path):
+    res = run(nvim, fake, tmp_path, "highlight", PY_EMPTY_BODY, env={"FIMLS_TEST_PREHL": "1"})
+    ghost = res["by_step"]["default_cterm"]["ghost"]
+    assert (ghost["fg"], ghost["ctermfg"]) == (0x123456, 99)
+
+
 CLASSIC_BODY = "if a > b:\n        print(a)\n        return a"
 
 
@@ -447,8 +540,9 @@ def _screenshot_text(res: dict[str, Any]) -> str:
     header = [
         "fimls in Neovim 0.11: a headless capture of the screen as text (no colours).",
         "Insert mode, cursor at the end of the indentation on line 6. Right of it,",
-        "and on the unnumbered line below, is ghost text (highlight FimlsSuggestion,",
-        "linked to Comment) that is not in the buffer yet; <Tab> inserts it.",
+        "and on the unnumbered line below, is ghost text that is not in the buffer yet",
+        "(highlight FimlsSuggestion: Comment's colour, or grey in a terminal without",
+        "truecolor); <Tab> inserts it.",
         "Regenerated by tests/editors/test_neovim.py::test_screenshot.",
         "",
     ]

@@ -3,7 +3,13 @@
 * package.json mirrors every server option as a `fimls.*` setting with the server's
   defaults (no drift between fimls.config and the extension), and extension.ts and the
   wire test list exactly the server's option names;
-* the extension type-checks and builds (`npm run compile`, i.e. tsc);
+* the machine-level settings (what runs, where code and keys go) are machine-scoped and
+  read from the user settings only; test/host-smoke.mjs proves on the wire that a
+  workspace's values never reach the server and that these settings travel only as
+  initializationOptions;
+* the extension type-checks and builds (`npm run compile`, i.e. tsc), and the README's
+  `npx @vscode/vsce package` builds a .vsix (offline: vsce is a pinned dev dependency)
+  that git ignores;
 * test/wire.mjs, a Node client on vscode-languageserver-protocol (the layer under
   vscode-languageclient 11), drives a real fimls with VS Code's capabilities against a
   fake DeepSeek: inline completion (Automatic and Invoked), classic completion,
@@ -23,11 +29,13 @@ import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import fimls.config as fimls_config
 from fimls.config import Multiline, Settings, field_names
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,8 +46,37 @@ VSCODE = REPO / "editors" / "vscode"
 PACKAGE = json.loads((VSCODE / "package.json").read_text(encoding="utf-8"))
 REPLIES = json.loads((VSCODE / "test" / "replies.json").read_text(encoding="utf-8"))["replies"]
 CLIENT_ONLY = {"serverPath", "serverArgs", "completionMenu", "trace.server"}
-USER_ONLY = {"serverPath", "serverArgs", "apiKey", "apiKeyCommand", "baseUrl", "allowInsecureHttp"}
+# Where code and keys go: the user's machine-level choice, never a workspace's.
+MACHINE_SERVER = {"backend", "baseUrl", "apiKey", "apiKeyCommand", "apiKeyEnv", "allowInsecureHttp"} | set(
+    getattr(fimls_config, "MACHINE_ONLY", ())
+)
+MACHINE_LEVEL = MACHINE_SERVER | {"serverPath", "serverArgs"}
 JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string"}
+
+# Settings new or changed in this round, with their defaults (the round's settings list).
+# fimls.config is being rewritten at the same time: package.json must show these defaults,
+# and fimls.config must agree once it has them (PRE_ROUND: its defaults before the rewrite).
+ROUND_DEFAULTS: dict[str, Any] = {
+    "backend": "deepseek",
+    "apiKeyEnv": None,
+    "baseUrl": None,
+    "adaptiveDebounce": True,
+    "earlyAnswer": True,
+    "earlyAnswerMs": 150,
+    "prefetch": True,
+    "template": None,
+    "templateStop": None,
+    "pricePerMillionTokens": None,
+    "routingId": None,
+    "http2": None,
+    "contextOpenFiles": True,
+    "contextRecentEdits": True,
+    "contextImports": True,
+    "contextBudgetChars": 4000,
+}
+PRE_ROUND: dict[str, Any] = {"baseUrl": "https://api.deepseek.com"}
+BACKENDS = ["deepseek", "openai-compatible", "ollama", "llamacpp", "codestral", "raw", "vllm"]
+SERVER_OPTIONS = set(field_names()) | set(ROUND_DEFAULTS)
 
 
 def _missing(why: str) -> None:
@@ -86,40 +123,84 @@ def test_settings_mirror_every_server_option() -> None:
     props: dict[str, Any] = PACKAGE["contributes"]["configuration"]["properties"]
     keys = {key.removeprefix("fimls.") for key in props}
     assert all(key.startswith("fimls.") for key in props)
-    assert keys - CLIENT_ONLY == set(field_names())
+    assert keys - CLIENT_ONLY == SERVER_OPTIONS
     assert props["fimls.serverPath"]["default"] == "fimls"
     assert props["fimls.serverArgs"]["default"] == []
 
     defaults = Settings().redacted
-    for name in field_names():
+    for name in sorted(SERVER_OPTIONS):
         prop = props[f"fimls.{name}"]
-        assert prop["default"] == defaults[name], name
+        expected = ROUND_DEFAULTS[name] if name in ROUND_DEFAULTS else defaults[name]
+        assert prop["default"] == expected, name
+        if name in defaults and name in ROUND_DEFAULTS and defaults[name] != PRE_ROUND.get(name, object()):
+            assert defaults[name] == ROUND_DEFAULTS[name], f"{name}: fimls.config disagrees with this round"
         assert prop.get("description"), name
-        if defaults[name] is None:
+        if expected is None:
             assert "null" in prop["type"], name
         else:
-            expected = JSON_TYPES[type(defaults[name])]
             declared = prop["type"] if isinstance(prop["type"], str) else prop["type"][0]
-            assert declared == expected, name
+            assert declared == JSON_TYPES[type(expected)], name
     assert props["fimls.multiline"]["enum"] == [m.value for m in Multiline]
-    # What runs, where code and the key go: user settings only, never a workspace's.
-    for key in USER_ONLY:
+    assert len(props["fimls.multiline"]["enumDescriptions"]) == len(Multiline)
+    assert props["fimls.backend"]["enum"] == BACKENDS
+    assert len(props["fimls.backend"]["enumDescriptions"]) == len(BACKENDS)
+    kinds = getattr(fimls_config, "BackendKind", None)
+    if kinds is not None:
+        assert set(props["fimls.backend"]["enum"]) == {kind.value for kind in kinds}
+    prices = props["fimls.pricePerMillionTokens"]
+    assert set(prices["properties"]) == {"input", "cachedInput", "output"}
+    assert prices["additionalProperties"] is False
+    assert props["fimls.templateStop"]["items"] == {"type": "string"}
+    # debounceMs is the upper bound of an adaptive wait now.
+    assert "longest wait" in props["fimls.debounceMs"]["description"]
+
+
+def test_machine_level_settings_are_user_scope_only() -> None:
+    """What runs, where code and keys go: machine scope in package.json, read from the user
+    settings only in extension.ts (test_built_extension_starts_fimls shows it at run time)."""
+    props: dict[str, Any] = PACKAGE["contributes"]["configuration"]["properties"]
+    for key in sorted(MACHINE_LEVEL):
         assert props[f"fimls.{key}"].get("scope") == "machine", key
+        assert "User settings only" in props[f"fimls.{key}"]["description"], key
+    for key in sorted({k.removeprefix("fimls.") for k in props} - MACHINE_LEVEL):
+        # Completion settings may differ per workspace and folder.
+        assert props[f"fimls.{key}"].get("scope", "window") in {"window", "resource"}, key
+
+    extension = (VSCODE / "src" / "extension.ts").read_text(encoding="utf-8")
+    listed = _string_list(extension, "MACHINE_LEVEL: ReadonlySet<string> = new Set([", "]);")
+    assert set(listed) == MACHINE_LEVEL and len(listed) == len(MACHINE_LEVEL)
+    branch = re.search(r"if \(MACHINE_LEVEL\.has\(key\)\) \{\s*return info\?\.globalValue;\s*\}", extension)
+    assert branch, "explicitValue must read machine-level settings from globalValue alone"
+    assert "workspaceSettings(settings)" in extension, "didChangeConfiguration drops machine-level settings"
+    assert "configuration: async (params, token, next)" in extension, "workspace/configuration is filtered"
 
 
 def _string_list(source: str, start: str, end: str) -> list[str]:
     block = source[source.index(start) : source.index(end, source.index(start))]
-    return re.findall(r"'([A-Za-z]+)'", block)
+    return re.findall(r"'([A-Za-z][A-Za-z0-9]*)'", block)
 
 
 def test_sources_list_the_server_options() -> None:
     extension = (VSCODE / "src" / "extension.ts").read_text(encoding="utf-8")
-    assert _string_list(extension, "SERVER_OPTIONS = [", "] as const") == field_names()
-    assert set(_string_list(extension, "USER_ONLY = new Set([", "]);")) == USER_ONLY
+    listed = _string_list(extension, "SERVER_OPTIONS = [", "] as const")
+    assert set(listed) == SERVER_OPTIONS and len(listed) == len(SERVER_OPTIONS)
     assert "configurationSection: SECTION" in extension
     assert "registerProposedFeatures()" in extension  # the 9.x note stays
     wire = (VSCODE / "test" / "wire.mjs").read_text(encoding="utf-8")
-    assert _string_list(wire, "const OPTIONS = [", "];") == field_names()
+    listed = _string_list(wire, "const OPTIONS = [", "];")
+    assert set(listed) == SERVER_OPTIONS and len(listed) == len(SERVER_OPTIONS)
+
+
+def test_vsix_is_git_ignored() -> None:
+    """`vsce package` writes editors/vscode/fimls-<version>.vsix: build output, never committed."""
+    git = shutil.which("git")
+    if git is None or subprocess.run([git, "-C", str(REPO), "rev-parse"], capture_output=True).returncode:
+        pytest.skip("not a git checkout")
+    for path in (f"editors/vscode/fimls-{PACKAGE['version']}.vsix", "editors/vscode/other.vsix", "x.vsix"):
+        proc = subprocess.run([git, "check-ignore", "--no-index", "-q", path], cwd=REPO)
+        assert proc.returncode == 0, f"{path} is not ignored"
+    proc = subprocess.run([git, "check-ignore", "--no-index", "-q", "editors/vscode/package.json"], cwd=REPO)
+    assert proc.returncode == 1
 
 
 # -- build ---------------------------------------------------------------------------------
@@ -158,6 +239,7 @@ def test_built_extension_starts_fimls(compiled: Path, tmp_path: Path) -> None:
             "DEEPSEEK_BASE_URL": fake.url,
             "DEEPSEEK_API_KEY": "sk-test",
             "FIMLS_SERVER_PATH": str(wrapper),
+            "FIMLS_MACHINE_LEVEL": json.dumps(sorted(MACHINE_LEVEL)),
         }
         started = time.monotonic()
         proc = subprocess.run(
@@ -167,9 +249,46 @@ def test_built_extension_starts_fimls(compiled: Path, tmp_path: Path) -> None:
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "FAIL" not in proc.stdout
         assert json.loads(proc.stdout.strip().splitlines()[-1])["failures"] == 0
+        for what in ("machine-level settings read from the user settings only", "machine-level change"):
+            assert f"ok   {what}" in proc.stdout, what
         print(f"host-smoke.mjs: {elapsed:.2f} s")
     finally:
         fake.stop()
+
+
+def test_vsce_packages_the_extension(compiled: Path, tmp_path: Path) -> None:
+    """The README's `npx @vscode/vsce package ...`, offline: vsce is a pinned dev dependency."""
+    npx = shutil.which("npx")
+    assert npx is not None
+    if not (VSCODE / "node_modules" / "@vscode" / "vsce").is_dir():
+        _missing("@vscode/vsce is not installed (npm ci)")
+    vsix = VSCODE / f"fimls-{PACKAGE['version']}.vsix"
+    vsix.unlink(missing_ok=True)
+    env = {**os.environ, "npm_config_offline": "true", "npm_config_update_notifier": "false"}
+    command = [npx, "--no", "@vscode/vsce", "package", "--allow-missing-repository", "--skip-license"]
+    try:
+        started = time.monotonic()
+        proc = subprocess.run(command, cwd=VSCODE, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert vsix.is_file(), proc.stdout
+        print(f"vsce package: {time.monotonic() - started:.2f} s, {vsix.stat().st_size / 1e6:.2f} MB")
+        with zipfile.ZipFile(vsix) as archive:
+            names = archive.namelist()
+            manifest = json.loads(archive.read("extension/package.json"))
+        assert "extension/out/extension.js" in names
+        assert any(n.startswith("extension/node_modules/vscode-languageclient/") for n in names)
+        assert not any(n.startswith(("extension/src/", "extension/test/")) for n in names)
+        dev_only = ("typescript", "@vscode/vsce", "@types/node", "@types/vscode")
+        assert not any(n.startswith(tuple(f"extension/node_modules/{d}/" for d in dev_only)) for n in names)
+        assert manifest["contributes"] == PACKAGE["contributes"]
+        git = shutil.which("git")
+        if git and subprocess.run([git, "-C", str(REPO), "rev-parse"], capture_output=True).returncode == 0:
+            status = subprocess.run(
+                [git, "status", "--porcelain", "--", str(vsix)], cwd=REPO, capture_output=True, text=True
+            )
+            assert status.stdout == "", "the .vsix shows up in git status"
+    finally:
+        vsix.unlink(missing_ok=True)
 
 
 # -- wire test -------------------------------------------------------------------------------
@@ -228,8 +347,10 @@ def test_wire_protocol_like_vscode(npm: str) -> None:
 def test_setup_doc_covers_the_settings() -> None:
     setup = (REPO / "editors" / "SETUP-vscode.md").read_text(encoding="utf-8")
     assert setup.startswith("### VS Code\n")
-    for key in CLIENT_ONLY | USER_ONLY:
+    for key in CLIENT_ONLY | MACHINE_LEVEL:
         assert f"`fimls.{key}`" in setup, key
+    assert "(#backends)" in setup
+    assert "longest" in setup.split("`fimls.debounceMs`", 1)[1][:300], "debounceMs is an upper bound"
     for command in PACKAGE["contributes"]["commands"]:
         assert f"fimls: {command['title']}" in setup, command
     assert "npm ci" in setup and "npm run compile" in setup and "@vscode/vsce package" in setup

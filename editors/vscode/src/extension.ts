@@ -20,7 +20,9 @@ const SECTION = 'fimls';
 
 /** Options understood by the server (initializationOptions / didChangeConfiguration). */
 export const SERVER_OPTIONS = [
+  'backend',
   'apiKey',
+  'apiKeyEnv',
   'baseUrl',
   'model',
   'maxTokens',
@@ -29,6 +31,10 @@ export const SERVER_OPTIONS = [
   'topP',
   'stream',
   'debounceMs',
+  'adaptiveDebounce',
+  'earlyAnswer',
+  'earlyAnswerMs',
+  'prefetch',
   'timeoutMs',
   'maxPrefixChars',
   'maxSuffixChars',
@@ -41,14 +47,34 @@ export const SERVER_OPTIONS = [
   'apiKeyCommand',
   'languages',
   'allowInsecureHttp',
+  'template',
+  'templateStop',
+  'pricePerMillionTokens',
+  'routingId',
+  'http2',
+  'contextOpenFiles',
+  'contextRecentEdits',
+  'contextImports',
+  'contextBudgetChars',
 ] as const;
 
 /**
- * Settings that decide which program runs, where code and the key are sent, or which
- * command prints the key. They are machine-scoped in package.json and read from the user
- * settings only, so a workspace's .vscode/settings.json cannot redirect them.
+ * Machine-level settings: which program runs, where code and the key go, and which command
+ * prints the key. They are machine-scoped in package.json and read from the user settings
+ * only (inspect().globalValue), so a workspace's .vscode/settings.json can never set them.
+ * The server options among them travel only as initializationOptions (the server ignores
+ * them in workspace configuration), so changing one restarts the server.
  */
-const USER_ONLY = new Set(['serverPath', 'serverArgs', 'apiKey', 'apiKeyCommand', 'baseUrl', 'allowInsecureHttp']);
+export const MACHINE_LEVEL: ReadonlySet<string> = new Set([
+  'serverPath',
+  'serverArgs',
+  'backend',
+  'baseUrl',
+  'apiKey',
+  'apiKeyCommand',
+  'apiKeyEnv',
+  'allowInsecureHttp',
+]);
 
 /** Client-side settings whose change needs a new server process. */
 const RESTART_OPTIONS = ['serverPath', 'serverArgs'];
@@ -56,19 +82,22 @@ const RESTART_OPTIONS = ['serverPath', 'serverArgs'];
 let client: LanguageClient | undefined;
 let output: vscode.LogOutputChannel | undefined;
 
-/** The value the user set explicitly for `fimls.<key>`, or undefined. */
-function explicitValue<T>(key: string): T | undefined {
+/**
+ * The value the user set explicitly for `fimls.<key>`, or undefined. Machine-level settings
+ * come from the user settings alone, whatever a workspace or folder says.
+ */
+export function explicitValue<T>(key: string): T | undefined {
   const info = vscode.workspace.getConfiguration(SECTION).inspect<T>(key);
-  if (USER_ONLY.has(key)) {
+  if (MACHINE_LEVEL.has(key)) {
     return info?.globalValue;
   }
   return info?.workspaceFolderValue ?? info?.workspaceValue ?? info?.globalValue;
 }
 
 /**
- * The server settings: only the options the user set explicitly (user, workspace or
- * folder level), so the server's own defaults and its environment fallbacks
- * (DEEPSEEK_API_KEY, DEEPSEEK_BASE_URL) apply to everything else.
+ * The server settings sent as initializationOptions: only the options the user set
+ * explicitly, so the server's own defaults and its environment fallbacks
+ * (DEEPSEEK_API_KEY, DEEPSEEK_BASE_URL, ...) apply to everything else.
  */
 export function serverSettings(): Record<string, unknown> {
   const settings: Record<string, unknown> = {};
@@ -81,21 +110,56 @@ export function serverSettings(): Record<string, unknown> {
   return settings;
 }
 
-/** Keys sent as initializationOptions when the running server started. */
-let startupKeys: string[] = [];
+/** The settings that may travel as workspace configuration: all but the machine-level ones. */
+export function workspaceSettings(settings: Record<string, unknown> = serverSettings()): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(settings).filter(([key]) => !MACHINE_LEVEL.has(key)));
+}
 
 /**
- * Sends the current settings as workspace/didChangeConfiguration. The server applies
- * them on top of its initializationOptions, so a setting that was sent at startup and
- * has been removed since can only be reset by starting the server again.
+ * The answer to one item of a workspace/configuration request: for the `fimls` section (or
+ * one of its keys, or the whole configuration) the same settings didChangeConfiguration
+ * carries, never a machine-level one; other sections as VS Code answered them.
+ */
+export function configurationAnswer(section: string | undefined, answer: unknown): unknown {
+  const settings = workspaceSettings();
+  if (section === SECTION) {
+    return settings;
+  }
+  if (section !== undefined && section.startsWith(`${SECTION}.`)) {
+    return settings[section.slice(SECTION.length + 1)] ?? null;
+  }
+  if ((section === undefined || section === '') && answer !== null && typeof answer === 'object') {
+    return { ...(answer as Record<string, unknown>), [SECTION]: settings };
+  }
+  return answer;
+}
+
+/** The settings sent as initializationOptions when the running server started. */
+let startupSettings: Record<string, unknown> = {};
+
+function sameValue(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/**
+ * Sends the current settings as workspace/didChangeConfiguration. The server applies them
+ * on top of its initializationOptions, so a setting that was sent at start-up and has been
+ * removed since, or a changed machine-level setting (accepted only at start-up), needs a
+ * new server.
  */
 async function sendSettings(): Promise<void> {
   const settings = serverSettings();
-  if (startupKeys.some((key) => !(key in settings))) {
+  const removed = Object.keys(startupSettings).some((key) => !(key in settings));
+  const machineChanged = SERVER_OPTIONS.some(
+    (key) => MACHINE_LEVEL.has(key) && !sameValue(settings[key], startupSettings[key]),
+  );
+  if (removed || machineChanged) {
     await restartClient();
     return;
   }
-  await client?.sendNotification(DidChangeConfigurationNotification.type, { settings: { [SECTION]: settings } });
+  await client?.sendNotification(DidChangeConfigurationNotification.type, {
+    settings: { [SECTION]: workspaceSettings(settings) },
+  });
 }
 
 function expandHome(path: string): string {
@@ -114,9 +178,8 @@ function createClient(): LanguageClient {
     documentSelector: [{ scheme: 'file' }, { scheme: 'untitled' }],
     outputChannel: output,
     initializationOptions: () => {
-      const settings = serverSettings();
-      startupKeys = Object.keys(settings);
-      return settings;
+      startupSettings = serverSettings();
+      return startupSettings;
     },
     // Re-sends the settings whenever something under `fimls.*` changes ...
     synchronize: { configurationSection: SECTION },
@@ -125,6 +188,14 @@ function createClient(): LanguageClient {
         // ... but only the server's own options: serverPath, serverArgs, completionMenu
         // and trace.server are client-side and would be reported as unknown settings.
         didChangeConfiguration: () => sendSettings(),
+        // A server asking for its settings gets the same filtered view.
+        configuration: async (params, token, next) => {
+          const answers = await next(params, token);
+          if (!Array.isArray(answers)) {
+            return answers;
+          }
+          return params.items.map((item, index) => configurationAnswer(item.section, answers[index]));
+        },
       },
       // Ghost text is the primary UI in VS Code. The classic completion menu entry is
       // opt-in (fimls.completionMenu); when it is off no request reaches the server.
@@ -145,7 +216,7 @@ async function startClient(): Promise<void> {
     const command = explicitValue<string>('serverPath') || 'fimls';
     const choice = await vscode.window.showErrorMessage(
       `fimls: could not start the language server "${command}" (${String(error)}). ` +
-        'Install it (pipx install fimls) or set "fimls.serverPath".',
+        'Install fimls and put it on PATH, or set "fimls.serverPath" (user settings).',
       'Open Settings',
     );
     if (choice === 'Open Settings') {

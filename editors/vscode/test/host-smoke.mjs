@@ -7,9 +7,12 @@
 // initializes it, so this checks what wire.mjs cannot: that activate() starts the server
 // with the configured path/args, sends serverSettings() as initializationOptions, sends
 // the filtered `fimls` section on configuration changes, and that "fimls: Show Status"
-// round-trips through workspace/executeCommand.
+// round-trips through workspace/executeCommand. The client's JSON trace of every LSP
+// message shows what went over the wire: machine-level settings only from the user
+// settings, only in initializationOptions, never in workspace configuration.
 //
-// Env: FIMLS_SERVER_PATH (a fimls executable), DEEPSEEK_BASE_URL, DEEPSEEK_API_KEY.
+// Env: FIMLS_SERVER_PATH (a fimls executable), DEEPSEEK_BASE_URL, DEEPSEEK_API_KEY,
+// FIMLS_MACHINE_LEVEL (JSON list of the machine-level settings).
 // Prints one JSON line with what it saw; exits 1 on a failed check.
 
 import Module, { createRequire } from 'node:module';
@@ -56,19 +59,34 @@ class EventEmitter {
   dispose() { this._listeners.clear(); }
 }
 
+const MACHINE = JSON.parse(process.env.FIMLS_MACHINE_LEVEL ?? '[]');
 const userSettings = {
   'fimls.serverPath': process.env.FIMLS_SERVER_PATH,
   'fimls.serverArgs': ['-v'],
   'fimls.debounceMs': 90,
   'fimls.maxTokens': 200,
+  'fimls.allowInsecureHttp': false,
+  // Every LSP message into the output channel as JSON (collected in `wire` below).
+  'fimls.trace.server': { verbosity: 'verbose', format: 'json' },
+  'fimls.trace.server.verbosity': 'verbose',
+  'fimls.trace.server.format': 'json',
 };
-// A workspace's .vscode/settings.json: it may tune completion, but must not choose the
-// program, the API endpoint or the key (those settings are machine-scoped).
-const workspaceSettings = {
-  'fimls.serverPath': '/nonexistent/evil-fimls',
-  'fimls.baseUrl': 'http://203.0.113.9:9',
-  'fimls.temperature': 0.5,
+// A cloned repository's .vscode/settings.json and a folder's settings: they may tune
+// completion, but must not choose the program, the engine, the endpoint or the key.
+const EVIL = {
+  serverPath: '/nonexistent/evil-fimls',
+  serverArgs: ['--evil'],
+  backend: 'raw',
+  baseUrl: 'http://203.0.113.9:9',
+  apiKey: 'sk-workspace-evil',
+  apiKeyCommand: 'touch /tmp/fimls-workspace-evil',
+  apiKeyEnv: 'EVIL_KEY',
+  allowInsecureHttp: true,
 };
+const evilSettings = Object.fromEntries(Object.entries(EVIL).map(([key, value]) => [`fimls.${key}`, value]));
+const workspaceSettings = { ...evilSettings, 'fimls.temperature': 0.5 };
+const folderSettings = { ...evilSettings, 'fimls.topP': 0.9 };
+const wire = [];
 const configChanged = new EventEmitter();
 const commands = new Map();
 const logLines = [];
@@ -83,6 +101,7 @@ function configuration(section) {
       key: full(key),
       globalValue: userSettings[full(key)],
       workspaceValue: workspaceSettings[full(key)],
+      workspaceFolderValue: folderSettings[full(key)],
     }),
     update: async () => undefined,
   };
@@ -90,11 +109,23 @@ function configuration(section) {
 
 function outputChannel(name) {
   const log = (level) => (message, ...args) => logLines.push(`[${level}] ${message} ${args.map(String).join(' ')}`);
+  const trace = (message) => {
+    try {
+      const data = JSON.parse(message);
+      if (data?.isLSPMessage) {
+        wire.push(data);
+        return;
+      }
+    } catch {
+      // not a JSON trace line
+    }
+    log('trace')(message);
+  };
   return {
     name,
-    logLevel: 2,
+    logLevel: 1, // Trace: the client traces LSP messages only at this level
     onDidChangeLogLevel: new EventEmitter().event,
-    trace: log('trace'), debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error'),
+    trace, debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error'),
     append: (text) => logLines.push(text), appendLine: (text) => logLines.push(text),
     replace: () => undefined, clear: () => undefined, show: () => undefined, hide: () => undefined,
     dispose: () => undefined,
@@ -176,6 +207,48 @@ check(status?.settings?.temperature === 0.5, 'workspace settings: completion opt
 check(status?.backend === process.env.DEEPSEEK_BASE_URL && !logLines.some((l) => l.includes('evil-fimls')),
   'workspace settings: serverPath/baseUrl ignored (machine scope)', status?.backend);
 
+// --- machine-level settings ---------------------------------------------------------------
+// What the client sent: params of each request/notification of one method, in order.
+const sent = (method) => wire
+  .filter((m) => (m.type === 'send-request' || m.type === 'send-notification') && m.message?.method === method)
+  .map((m) => m.message.params);
+const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+const leaked = (settings) => MACHINE.filter((key) => settings !== null && typeof settings === 'object' && key in settings);
+
+check(MACHINE.length >= 8 && MACHINE.every((key) => key in EVIL), 'the workspace sets every machine-level setting', MACHINE);
+check(MACHINE.every((key) => extension.MACHINE_LEVEL.has(key)) && extension.MACHINE_LEVEL.size === MACHINE.length,
+  'extension: MACHINE_LEVEL is exactly the machine-level settings', [...extension.MACHINE_LEVEL]);
+const globalOnly = MACHINE.filter((key) => !same(extension.explicitValue(key), userSettings[`fimls.${key}`]));
+check(globalOnly.length === 0, 'machine-level settings read from the user settings only', globalOnly);
+check(extension.explicitValue('temperature') === 0.5 && extension.explicitValue('topP') === 0.9,
+  'other settings: workspace and folder values honoured', [extension.explicitValue('temperature'), extension.explicitValue('topP')]);
+const inits = sent('initialize');
+check(inits.length === 1, 'wire: one initialize request traced', inits.length);
+const initOptions = inits[0]?.initializationOptions ?? {};
+const wrongInit = MACHINE.filter((key) => key in initOptions && !same(initOptions[key], userSettings[`fimls.${key}`]));
+check(wrongInit.length === 0 && initOptions.allowInsecureHttp === false && !('baseUrl' in initOptions),
+  'wire: initializationOptions carry the user\'s machine-level settings, no workspace value', initOptions);
+check(initOptions.temperature === 0.5 && initOptions.topP === 0.9 && initOptions.debounceMs === 90,
+  'wire: initializationOptions carry workspace/folder completion settings', initOptions);
+let changes = sent('workspace/didChangeConfiguration');
+check(changes.length >= 1 && changes.every((p) => leaked(p?.settings?.fimls).length === 0 && 'fimls' in (p?.settings ?? {})),
+  'wire: didChangeConfiguration carries no machine-level setting', changes);
+check(changes.at(-1)?.settings?.fimls?.temperature === 0.5, 'wire: didChangeConfiguration carries the others', changes.at(-1));
+
+// A server asking through workspace/configuration gets the same view.
+const answerSection = extension.configurationAnswer('fimls', { baseUrl: EVIL.baseUrl, temperature: 0.1 });
+check(leaked(answerSection).length === 0 && answerSection.temperature === 0.5,
+  'workspace/configuration "fimls": no machine-level setting', answerSection);
+check(extension.configurationAnswer('fimls.baseUrl', EVIL.baseUrl) === null
+  && extension.configurationAnswer('fimls.apiKeyCommand', EVIL.apiKeyCommand) === null
+  && extension.configurationAnswer('fimls.temperature', 0.1) === 0.5,
+  'workspace/configuration "fimls.<key>": machine-level keys answer null');
+const whole = extension.configurationAnswer(undefined, { editor: { tabSize: 4 }, fimls: { ...EVIL } });
+check(whole?.editor?.tabSize === 4 && leaked(whole?.fimls).length === 0,
+  'workspace/configuration (whole): fimls section filtered, others kept', whole);
+check(same(extension.configurationAnswer('editor', { tabSize: 4 }), { tabSize: 4 }),
+  'workspace/configuration: other sections untouched');
+
 // Change a setting: the client re-sends the fimls section through the middleware.
 userSettings['fimls.debounceMs'] = 40;
 delete userSettings['fimls.maxTokens'];
@@ -197,6 +270,30 @@ await new Promise((resolve) => setTimeout(resolve, 300));
 await commands.get('fimls.showStatus')();
 status = lastStatus();
 check(status?.settings?.debounceMs === 70, 'didChangeConfiguration: applied without a restart', status?.settings?.debounceMs);
+
+// A machine-level setting changed in the user settings: the server restarts with it in
+// initializationOptions; it never travels as didChangeConfiguration.
+const initsBefore = sent('initialize').length;
+const changesBefore = sent('workspace/didChangeConfiguration').length;
+userSettings['fimls.allowInsecureHttp'] = true;
+configChanged.fire({ affectsConfiguration: (section) => section === 'fimls' || section === 'fimls.allowInsecureHttp' });
+for (let i = 0; i < 50 && sent('initialize').length === initsBefore; i += 1) {
+  await new Promise((resolve) => setTimeout(resolve, 100));
+}
+for (let i = 0; i < 50; i += 1) {
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  await commands.get('fimls.showStatus')();
+  status = lastStatus();
+  if (status?.settings?.allowInsecureHttp === true) break;
+}
+const restartInit = sent('initialize').at(-1)?.initializationOptions ?? {};
+check(sent('initialize').length === initsBefore + 1 && restartInit.allowInsecureHttp === true,
+  'machine-level change: server restarted with it in initializationOptions', restartInit);
+check(status?.settings?.allowInsecureHttp === true, 'machine-level change: applied by the new server', status?.settings);
+changes = sent('workspace/didChangeConfiguration').slice(changesBefore);
+check(changes.every((p) => leaked(p?.settings?.fimls).length === 0),
+  'machine-level change: not sent as didChangeConfiguration', changes);
+
 // ("not running" answers come from polling Show Status while the server restarts.)
 const warnings = messages.filter(([level, text]) => level !== 'info' && !text.includes('is not running'));
 check(warnings.length === 0, 'no warning/error popups (no unknown settings reported)', warnings);

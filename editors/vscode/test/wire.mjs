@@ -139,10 +139,12 @@ const capabilities = {
 // What extension.ts's serverSettings() sends: only the settings the user set, each one
 // of the server's options.
 const OPTIONS = [
-  'apiKey', 'baseUrl', 'model', 'maxTokens', 'maxTokensSingleLine', 'temperature', 'topP', 'stream',
-  'debounceMs', 'timeoutMs', 'maxPrefixChars', 'maxSuffixChars', 'promptAnchorLines', 'multiline',
-  'numSuggestions', 'cacheSize', 'cacheTtlSeconds', 'maxRetries', 'apiKeyCommand', 'languages',
-  'allowInsecureHttp',
+  'backend', 'apiKey', 'apiKeyEnv', 'baseUrl', 'model', 'maxTokens', 'maxTokensSingleLine', 'temperature',
+  'topP', 'stream', 'debounceMs', 'adaptiveDebounce', 'earlyAnswer', 'earlyAnswerMs', 'prefetch', 'timeoutMs',
+  'maxPrefixChars', 'maxSuffixChars', 'promptAnchorLines', 'multiline', 'numSuggestions', 'cacheSize',
+  'cacheTtlSeconds', 'maxRetries', 'apiKeyCommand', 'languages', 'allowInsecureHttp', 'template',
+  'templateStop', 'pricePerMillionTokens', 'routingId', 'http2', 'contextOpenFiles', 'contextRecentEdits',
+  'contextImports', 'contextBudgetChars',
 ];
 function settings(explicit) {
   const unknown = Object.keys(explicit).filter((key) => !OPTIONS.includes(key));

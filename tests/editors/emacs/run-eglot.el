@@ -4,6 +4,8 @@
 ;;   FIMLS_EL        editors/emacs/fimls.el, loaded unchanged
 ;;   FIMLS_TEST_DIR  an empty directory used as the project
 ;;   FIMLS_RESULT    where to write the results (JSON, UTF-8)
+;;   FIMLS_DIR_LOCALS  when set, the project's own .dir-locals.el supplies
+;;                   `eglot-workspace-configuration' (as in a cloned repository)
 ;; `fimls' must be on PATH (the test puts a wrapper there); DEEPSEEK_* point at a fake.
 ;;
 ;; Each step records what the buffer looks like after `completion-at-point', so the
@@ -54,8 +56,9 @@
         (setq eglot-sync-connect 10
               eglot-autoshutdown t
               eglot-send-changes-idle-time 0.1)
-        ;; Per-project settings, as a .dir-locals.el would set them.
-        (setq-default eglot-workspace-configuration '(:fimls (:debounceMs 100)))
+        ;; Per-project settings, as a .dir-locals.el would set them (or the real file).
+        (unless (getenv "FIMLS_DIR_LOCALS")
+          (setq-default eglot-workspace-configuration '(:fimls (:debounceMs 100))))
         ;; No VCS here: a transient project, so Eglot doesn't prompt.
         (add-hook 'project-find-functions (lambda (_dir) (cons 'transient dir)))
         (find-file (expand-file-name "example.py" dir))
@@ -65,6 +68,8 @@
                 "s = \"é😀中\"; print()\n"
                 "label = \n")
         (python-mode)
+        ;; What Emacs applied, without asking, from a .dir-locals.el.
+        (fimls-test--record "workspace_configuration" (format "%S" eglot-workspace-configuration))
         (apply #'eglot (eglot--guess-contact))
         (let ((server (eglot-current-server)))
           (unless server (error "Eglot did not connect"))

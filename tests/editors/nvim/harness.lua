@@ -202,6 +202,7 @@ function H.run(fn)
     H.result.done = ok
     H.result.lsp_requests = H.lsp_requests
     H.result.lsp_cancels = H.lsp_cancels
+    H.result.notifications = _G.fimls_test_notifications or vim.NIL
     write_result()
     for _, client in ipairs(vim.lsp.get_clients()) do
       if vim.fn.has('nvim-0.11') == 1 then

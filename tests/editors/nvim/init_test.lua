@@ -11,6 +11,19 @@ if vim.env.FIMLS_TEST_PREMAP == '1' then
   end, { expr = true })
 end
 
+if vim.env.FIMLS_TEST_PREHL == '1' then
+  -- A user's own ghost text colour, set before fimls: it must survive setup().
+  vim.api.nvim_set_hl(0, 'FimlsSuggestion', { fg = 0x123456, ctermfg = 99 })
+end
+
+-- Every vim.notify call, for the scenarios to check (installed before setup()).
+_G.fimls_test_notifications = {}
+local notify = vim.notify
+vim.notify = function(msg, level, o)
+  table.insert(_G.fimls_test_notifications, { msg = msg, level = level or vim.NIL })
+  return notify(msg, level, o)
+end
+
 local opts = vim.json.decode(vim.env.FIMLS_TEST_SETUP or '{}')
 opts.cmd = vim.json.decode((assert(vim.env.FIMLS_TEST_CMD, 'FIMLS_TEST_CMD not set')))
 require('fimls').setup(opts)

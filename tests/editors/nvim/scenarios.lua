@@ -267,4 +267,50 @@ function S.screenshot(H)
   H.type('<Esc>')
 end
 
+--- `cmd` is not executable: one error notification however many buffers open, and
+--- typing goes on without errors.
+function S.missing_cmd(H)
+  H.sleep(300) -- the start-up FileType has fired and the scheduled notice has run
+  H.record('after_start', vim.deepcopy(_G.fimls_test_notifications))
+  vim.cmd('edit second.py')
+  vim.cmd('edit third.lua')
+  vim.cmd('buffer 1')
+  H.type('Aabc')
+  H.sleep(300)
+  H.type('<Esc>')
+  H.record('clients', #vim.lsp.get_clients())
+  H.record('ghost', H.ghost_text())
+  H.record('filetypes', { vim.bo[1].filetype, vim.fn.getbufvar('second.py', '&filetype'),
+    vim.fn.getbufvar('third.lua', '&filetype') })
+end
+
+--- FimlsSuggestion's colours with and without 'termguicolors' and across colour schemes.
+function S.highlight(H)
+  local function hl(name)
+    return api.nvim_get_hl(0, { name = name, link = false })
+  end
+  local function state(name)
+    H.step(name, {
+      ghost = hl('FimlsSuggestion'),
+      ghost_link = api.nvim_get_hl(0, { name = 'FimlsSuggestion' }).link or vim.NIL,
+      normal = hl('Normal'),
+      comment = hl('Comment'),
+      colors_name = vim.g.colors_name or vim.NIL,
+      background = vim.o.background,
+    })
+  end
+  vim.o.termguicolors = false
+  state('default_cterm')
+  vim.o.termguicolors = true
+  state('default_gui')
+  vim.o.termguicolors = false
+  vim.cmd.colorscheme('habamax')
+  state('habamax')
+  vim.cmd.colorscheme('default')
+  state('back_to_default')
+  vim.o.background = 'light'
+  vim.cmd.colorscheme('default')
+  state('default_light')
+end
+
 return S

@@ -39,10 +39,12 @@ M.defaults = {
   --- Filetypes to attach to; nil attaches to every buffer that has a filetype.
   filetypes = nil,
   root_markers = { '.git' },
-  --- Sent as `initializationOptions` (camelCase keys: apiKey, baseUrl, model,
+  --- Sent as `initializationOptions` (camelCase keys: backend, baseUrl, model,
   --- debounceMs, multiline, numSuggestions, ...).
   init_options = {},
-  --- Sent on `workspace/didChangeConfiguration` (section `fimls`).
+  --- Sent on `workspace/didChangeConfiguration` (section `fimls`). fimls ignores
+  --- backend, baseUrl, apiKey, apiKeyCommand, apiKeyEnv and allowInsecureHttp
+  --- there: put those in `init_options`.
   settings = nil,
   --- Extra client capabilities, merged into Neovim's defaults.
   capabilities = nil,
@@ -63,7 +65,10 @@ M.defaults = {
     next = '<M-]>',
     prev = '<M-[>',
   },
-  --- Highlight group of the ghost text (default: linked to Comment).
+  --- Highlight group of the ghost text. FimlsSuggestion is defined with
+  --- `default`, so your own `:highlight FimlsSuggestion ...` wins: it links to
+  --- Comment when Comment has a terminal colour, else it takes Comment's look
+  --- plus a grey `ctermfg`, so ghost text stands out without 'termguicolors' too.
   hl_group = 'FimlsSuggestion',
 }
 
@@ -710,11 +715,42 @@ local function client_config()
   }
 end
 
-local function start_010(bufnr)
-  if vim.bo[bufnr].buftype ~= '' then
-    return
+--- True when fimls would start for `bufnr` (a file buffer of one of `filetypes`).
+local function wants(bufnr)
+  if vim.bo[bufnr].buftype ~= '' or vim.bo[bufnr].filetype == '' then
+    return false
   end
-  if config.filetypes and not vim.tbl_contains(config.filetypes, vim.bo[bufnr].filetype) then
+  return not config.filetypes or vim.tbl_contains(config.filetypes, vim.bo[bufnr].filetype)
+end
+
+--- Server commands already reported as not executable (each is reported once).
+local reported_missing = {}
+
+--- False when `cmd` cannot run; the first time for a command, says so and how to fix it.
+--- (Neovim itself only writes this to its LSP log, so without it typing just shows nothing.)
+local function cmd_ok()
+  local cmd = config.cmd
+  if type(cmd) ~= 'table' or type(cmd[1]) ~= 'string' then
+    return true -- a function (0.11+ custom transport): Neovim checks it
+  end
+  if vim.fn.executable(cmd[1]) == 1 then
+    return true
+  end
+  if not reported_missing[cmd[1]] then
+    reported_missing[cmd[1]] = true
+    local message = ('fimls: cannot start the language server: %q is not an executable program (on $PATH or '
+      .. 'as a path). Install fimls and put it on $PATH, or point `cmd` at it: '
+      .. "require('fimls').setup({ cmd = { '/path/to/fimls' } })"):format(cmd[1])
+    -- Scheduled: at start-up, after the screen is drawn rather than before.
+    vim.schedule(function()
+      vim.notify(message, vim.log.levels.ERROR)
+    end)
+  end
+  return false
+end
+
+local function start_010(bufnr)
+  if not wants(bufnr) or not cmd_ok() then
     return
   end
   local name = api.nvim_buf_get_name(bufnr)
@@ -725,8 +761,27 @@ local function start_010(bufnr)
   vim.lsp.start(spec, { bufnr = bufnr })
 end
 
+--- Greys for ghost text where Comment has no colour of its own: #808080 reads as
+--- "not code yet" on dark and light backgrounds alike (244 is it in the 256-colour palette).
+local GHOST_GUI_GREY = 0x808080
+local GHOST_CTERM_GREY = 244
+
+--- Defines FimlsSuggestion (again after a colour scheme change cleared it). Neovim's
+--- default scheme gives Comment a GUI colour only, so a plain link to Comment would look
+--- like code in a terminal without 'termguicolors'.
 local function heal_highlight()
-  api.nvim_set_hl(0, 'FimlsSuggestion', { link = 'Comment', default = true })
+  local comment = api.nvim_get_hl(0, { name = 'Comment', link = false })
+  if comment.fg and comment.ctermfg then
+    api.nvim_set_hl(0, 'FimlsSuggestion', { link = 'Comment', default = true })
+    return
+  end
+  api.nvim_set_hl(0, 'FimlsSuggestion', {
+    fg = comment.fg or GHOST_GUI_GREY,
+    ctermfg = comment.ctermfg or GHOST_CTERM_GREY,
+    italic = comment.italic,
+    cterm = comment.cterm,
+    default = true,
+  })
 end
 
 --- Configure and start fimls. See `M.defaults` for the options.
@@ -793,6 +848,22 @@ function M.setup(opts)
     spec.root_markers = config.root_markers
     vim.lsp.config(config.name, spec)
     vim.lsp.enable(config.name)
+    -- vim.lsp.enable skips a missing command without a word: tell the user.
+    api.nvim_create_autocmd('FileType', {
+      group = augroup,
+      callback = function(args)
+        if wants(args.buf) then
+          cmd_ok()
+        end
+      end,
+    })
+    if vim.v.vim_did_enter == 1 then
+      for _, bufnr in ipairs(api.nvim_list_bufs()) do
+        if api.nvim_buf_is_loaded(bufnr) and wants(bufnr) and not cmd_ok() then
+          break
+        end
+      end
+    end
   else
     api.nvim_create_autocmd('FileType', {
       group = augroup,
