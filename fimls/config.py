@@ -213,14 +213,18 @@ def load_user_config(env: Mapping[str, str] | None = None) -> tuple[dict[str, An
     return data, []
 
 
-def from_workspace(raw: Any) -> tuple[Any, list[str]]:
-    """Workspace configuration without the machine-level settings, and a warning if any were there."""
+def from_workspace(raw: Any, in_force: Mapping[str, Any] | None = None) -> tuple[Any, list[str]]:
+    """Workspace configuration without the machine-level settings, and a warning if any of them
+    would have changed what is in force (``in_force``: the user's own settings)."""
     if not isinstance(raw, Mapping):
         return raw, []
-    dropped = [key for key in MACHINE_ONLY if key in raw]
-    if not dropped:
-        return raw, []
+    in_force = in_force or {}
     kept = {key: value for key, value in raw.items() if key not in MACHINE_ONLY}
+    # Some clients (Helix) send the user's own initializationOptions again as workspace
+    # configuration: the same values are no attempt to redirect anything.
+    dropped = [key for key in MACHINE_ONLY if key in raw and raw[key] != in_force.get(key)]
+    if not dropped:
+        return kept, []
     return kept, [
         "ignored from workspace configuration (a repository may not choose where code and keys go): "
         + ", ".join(dropped)

@@ -115,8 +115,8 @@ class FimlsServer(LanguageServer):
 
     def configure(self, workspace: Any = None) -> Settings:
         """Parse the user file, initializationOptions and workspace settings; the engine follows."""
-        workspace, ignored = from_workspace(workspace)
         raw: Any = {**self.user_options, **self.init_options}
+        workspace, ignored = from_workspace(workspace, raw)
         if isinstance(workspace, dict):
             raw.update(workspace)
         elif workspace not in (None, {}):

@@ -6,6 +6,7 @@ import asyncio
 import os
 import socket
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,10 +35,19 @@ def fake() -> Iterator[FakeDeepSeek]:
         server.stop()
 
 
+NO_USER_CONFIG = tempfile.mkdtemp(prefix="fimls-no-user-config-")
+"""XDG_CONFIG_HOME for test servers: the user's own ~/.config/fimls/config.json stays out."""
+
+
 def server_env(fake: FakeDeepSeek, **extra: str) -> dict[str, str]:
     """The environment for a fimls process talking to ``fake``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPSEEK_")}
-    env.update(DEEPSEEK_BASE_URL=fake.url, DEEPSEEK_API_KEY=TEST_KEY, PYTHONUNBUFFERED="1")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEEPSEEK_", "FIMLS_", "CODESTRAL_"))}
+    env.update(
+        DEEPSEEK_BASE_URL=fake.url,
+        DEEPSEEK_API_KEY=TEST_KEY,
+        PYTHONUNBUFFERED="1",
+        XDG_CONFIG_HOME=NO_USER_CONFIG,
+    )
     env.update(extra)
     return env
 

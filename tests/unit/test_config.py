@@ -114,6 +114,9 @@ def test_workspace_configuration_may_not_choose_where_code_and_keys_go():
     for key in MACHINE_ONLY:
         assert key in field_names()
     assert from_workspace({"debounceMs": 10}) == ({"debounceMs": 10}, [])
+    # The user's own value sent again (Helix repeats initializationOptions) is no attempt.
+    same = {"baseUrl": "http://127.0.0.1:8080", "debounceMs": 5}
+    assert from_workspace(same, {"baseUrl": "http://127.0.0.1:8080"}) == ({"debounceMs": 5}, [])
 
 
 def test_user_config_file(tmp_path):
