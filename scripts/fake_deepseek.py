@@ -469,6 +469,11 @@ class FakeDeepSeek:
         with self._lock:
             return [r for r in self.requests if r.wire]
 
+    def asked(self) -> list[Logged]:
+        """Generation requests made for a request of the person, not ahead of need (speculative
+        requests carry ``X-Fimls-Speculative``)."""
+        return [r for r in self.fim_requests() if "x-fimls-speculative" not in {k.lower() for k in r.headers}]
+
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
         """Poll predicate until it is true or timeout passes; return its last value."""
         deadline = time.monotonic() + timeout

@@ -139,7 +139,7 @@ def _run_session(
     assert proc.returncode == 0 and "error" not in results, (
         f"emacs exited {proc.returncode}: {results.get('error')}\n{proc.stderr[-3000:]}"
     )
-    fim = [(r.body or {}).get("prompt", "") for r in fake.fim_requests()]
+    fim = [(r.body or {}).get("prompt", "") for r in fake.asked()]
     print(f"emacs session: {elapsed:.2f} s, Emacs {_emacs_version(emacs)}, {len(fim)} FIM requests")
     return {
         "results": results,
@@ -260,7 +260,7 @@ def test_cloned_repository_dir_locals_cannot_redirect_code_or_keys(emacs: str, t
         assert results["status"]["apiKey"] == "set"
         assert results["whole_buffer"] == EXPECTED_BUFFER
         assert len(session["fim_prompts"]) == 3
-        assert all(r.authorized for r in fake.fim_requests())
+        assert all(r.authorized for r in fake.asked())
         # ...but not the ones that decide where code and keys go.
         assert elsewhere.requests == [], "code went to the repository's endpoint"
         assert not marker.exists(), "the repository's apiKeyCommand ran"

@@ -407,7 +407,7 @@ async def test_completion_replaces_typed_word_in_utf8_columns(helix: LanguageCli
     assert buffer.apply(item, cursor).split("\n")[line] == '    label = "é😀中"; value = compute_total(items)'
     assert elapsed_ms < 2000, elapsed_ms
 
-    requests = FAKE.fim_requests()
+    requests = FAKE.asked()
     assert len(requests) == 1
     body = requests[0].body or {}
     assert body["prompt"].endswith('label = "é😀中"; value = comp')
@@ -450,7 +450,7 @@ async def test_incomplete_list_refresh_while_typing_is_fast(helix: LanguageClien
     assert result.items and result.items[0].text_edit is not None
     assert result.items[0].text_edit.new_text == "compute_total(items)"
     assert elapsed_ms < HELIX_COMPLETION_TIMEOUT_MS, elapsed_ms
-    assert len(FAKE.fim_requests()) == 1
+    assert len(FAKE.asked()) == 1
     print(f"helix refresh timings (ms): {[round(t, 1) for t in timings]}, repeat {elapsed_ms:.1f}")
 
 
@@ -495,7 +495,7 @@ async def test_base_url_in_config_survives_helix_echo(helix_base_url_in_config: 
     result, _ = await buffer.complete(buffer.end(line), types.CompletionTriggerKind.Invoked)
     assert result.items and isinstance(result.items[0].text_edit, types.TextEdit)
     assert result.items[0].text_edit.new_text == "compute_total(items)"
-    assert len(USER_ENDPOINT.fim_requests()) == 1
+    assert len(USER_ENDPOINT.asked()) == 1
     assert FAKE.requests == []
 
 

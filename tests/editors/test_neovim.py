@@ -206,7 +206,7 @@ def test_ghost_text_and_tab_accept_with_shipped_config(nvim, fake, tmp_path):
     assert after["cursor"] == [3, len("    return a + b")]
     assert after["mode"] == "i"
     assert res["file"] == PY_ADD + "    return a + b\n"
-    prompts = [r.body["prompt"] for r in fake.fim_requests() if r.body]
+    prompts = [r.body["prompt"] for r in fake.asked() if r.body]
     assert any(p.endswith("    ret") for p in prompts), prompts
 
 
@@ -286,7 +286,7 @@ def test_typing_along_keeps_suggestion_without_new_requests(nvim, fake, tmp_path
     # one LSP request (on entering insert mode), one backend call
     assert steps["start"]["requests"] == 1
     assert steps["settled"]["requests"] == 1
-    assert len(fake.fim_requests()) == 1
+    assert len(fake.asked()) == 1
 
 
 def test_dismiss(nvim, fake, tmp_path):
@@ -346,7 +346,7 @@ def test_pending_request_cancelled_on_cursor_move(nvim, fake, tmp_path):
     assert steps["moved"]["cancels"] >= 1, "the request in flight was not cancelled"
     assert steps["moved"]["requests"] >= 2
     assert steps["later"]["ghost"] is None, "a stale answer was shown"
-    slow = [r for r in fake.fim_requests() if r.body and r.body["prompt"].endswith("    ")]
+    slow = [r for r in fake.asked() if r.body and r.body["prompt"].endswith("    ")]
     assert slow, "the slow request never reached the backend"
 
 

@@ -62,7 +62,7 @@ ROUND_DEFAULTS: dict[str, Any] = {
     "baseUrl": None,
     "adaptiveDebounce": True,
     "earlyAnswer": True,
-    "earlyAnswerMs": 150,
+    "earlyAnswerMs": 300,
     "prefetch": True,
     "template": None,
     "templateStop": None,
@@ -326,7 +326,7 @@ def test_wire_protocol_like_vscode(npm: str) -> None:
         print(f"wire.mjs: {elapsed:.2f} s, {summary}")
 
         # The slow request was abandoned when VS Code cancelled it.
-        requests = fake.fim_requests()
+        requests = fake.asked()
         assert fake.wait_for(lambda: requests[-1].finished is not None, timeout=5)
         prompts = [(r.body or {}).get("prompt", "") for r in requests]
         cues = [reply["promptEndsWith"] for reply in REPLIES]

@@ -201,11 +201,11 @@ check(status !== undefined, 'show status: answer logged to the output channel', 
 check(status?.positionEncoding === 'utf-16', 'server: utf-16 negotiated', status?.positionEncoding);
 check(status?.settings?.debounceMs === 90 && status?.settings?.maxTokens === 200,
   'initializationOptions: explicit settings arrived', status?.settings);
-check(status?.backend === process.env.DEEPSEEK_BASE_URL, 'initializationOptions: unset baseUrl left to DEEPSEEK_BASE_URL', status?.backend);
+check(status?.baseUrl === process.env.DEEPSEEK_BASE_URL, 'initializationOptions: unset baseUrl left to DEEPSEEK_BASE_URL', status?.baseUrl);
 check(status?.apiKey === 'set', 'server: API key from the environment', status?.apiKey);
 check(status?.settings?.temperature === 0.5, 'workspace settings: completion options honoured', status?.settings?.temperature);
-check(status?.backend === process.env.DEEPSEEK_BASE_URL && !logLines.some((l) => l.includes('evil-fimls')),
-  'workspace settings: serverPath/baseUrl ignored (machine scope)', status?.backend);
+check(status?.baseUrl === process.env.DEEPSEEK_BASE_URL && !logLines.some((l) => l.includes('evil-fimls')),
+  'workspace settings: serverPath/baseUrl ignored (machine scope)', status?.baseUrl);
 
 // --- machine-level settings ---------------------------------------------------------------
 // What the client sent: params of each request/notification of one method, in order.
