@@ -39,6 +39,7 @@ from fimls.backends import (
 from fimls.cache import CompletionCache, Generation, Streams
 from fimls.config import Settings
 from fimls.document import Snapshot
+from fimls.recovery import Recovery
 from fimls.stats import Stats
 
 if TYPE_CHECKING:
@@ -47,8 +48,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 FALLBACK_MODEL = "deepseek-chat"
-PAUSE_SECONDS = 300.0
-"""After 401, 402 or an unknown model, requests stop for this long or until settings change."""
 EMPTY_FINISH = frozenset({"content_filter", "insufficient_system_resource"})
 SLACK = 0.1
 """Seconds the engine's first-token limit trails the HTTP layer's, which can name the failure."""
@@ -90,27 +89,28 @@ class Engine:
         transport: httpx.AsyncBaseTransport | None = None,
         on_error: Callable[[BackendError], None] | None = None,
         on_success: Callable[[], None] | None = None,
+        on_resume: Callable[[str], None] | None = None,
     ) -> None:
         self._transport = transport
         self._on_error = on_error or (lambda _e: None)
         self._on_success = on_success or (lambda: None)
+        self.recovery = Recovery(self._probe, on_resume or (lambda _m: None))
         self.stats = Stats()
         self.streams = Streams()
         self._closing: set[asyncio.Task[None]] = set()
         self._model_task: asyncio.Task[str] | None = None
         self.available_models: list[str] | None = None
-        self._paused_until = 0.0
-        self.pause_reason: str | None = None
         self.key_problem: str | None = None
+        self._key: str | None = None
         self.settings = settings
         self.backend = self._new_backend(settings)
         self.cache: CompletionCache[str] = CompletionCache(settings.cache_size, settings.cache_ttl_seconds)
 
-    def _new_backend(self, settings: Settings) -> Backend:
-        key, self.key_problem = resolve_key(settings)
+    def _new_backend(self, settings: Settings, key: tuple[str | None, str | None] | None = None) -> Backend:
+        self._key, self.key_problem = resolve_key(settings) if key is None else key
         if self.key_problem:
             logger.warning("%s", self.key_problem)
-        return build(settings, key, transport=self._transport, on_retry=self._count_retry)
+        return build(settings, self._key, transport=self._transport, on_retry=self._count_retry)
 
     def _count_retry(self) -> None:
         self.stats.retries += 1
@@ -136,13 +136,13 @@ class Engine:
             self._model_task = None
         if (old.cache_size, old.cache_ttl_seconds) != (settings.cache_size, settings.cache_ttl_seconds):
             self.cache = CompletionCache(settings.cache_size, settings.cache_ttl_seconds)
-        self._paused_until = 0.0
-        self.pause_reason = None
+        self.recovery.resume()
 
     async def aclose(self) -> None:
         """Close streams, HTTP connections and background work."""
         if self._model_task is not None and not self._model_task.done():
             self._model_task.cancel()
+        await self.recovery.aclose()
         await self.streams.aclose()
         for task in list(self._closing):
             task.cancel()
@@ -226,8 +226,33 @@ class Engine:
 
     @property
     def paused(self) -> bool:
-        """Whether requests are held back after a fatal error."""
-        return time.monotonic() < self._paused_until
+        """Whether requests are held back after a fatal error or a ``Retry-After``."""
+        return self.recovery.paused
+
+    async def _probe(self, kind: str) -> bool | None:
+        """Whether the condition behind a pause has cleared (see :mod:`fimls.recovery`)."""
+        backend = self.backend
+        if kind == "balance":
+            balance = getattr(backend, "balance", None)
+            return None if balance is None else bool((await balance()).is_available)
+        if kind == "auth":
+            if not self.settings.api_key_command:
+                return None
+            found = await asyncio.to_thread(resolve_key, self.settings)
+            if found[0] is None or found[0] == self._key:
+                return False
+            self._retire(backend)
+            self.backend = self._new_backend(self.settings, found)
+            return True
+        if kind == "model":
+            self._model_task = None
+            model = await self.model()
+            return self.available_models is not None and model in self.available_models
+        return None
+
+    async def resume_now(self) -> bool:
+        """Retry at once (``fimls.resume``); ``True`` when requests flow again."""
+        return await self.recovery.retry_now()
 
     def request_for(
         self, prefix: str, suffix: str, plan: prompt.Plan, line_prefix: str, language_id: str, model: str
@@ -455,6 +480,7 @@ class Engine:
                 generation.end()  # cancelled
             return
         self.stats.responses += 1
+        self.recovery.succeeded()
         if finish.usage is not None:
             cost = self.stats.add_usage(finish.usage, self.backend.price(generation.request.model))
             if generation.speculative:
@@ -491,17 +517,16 @@ class Engine:
     def _failed(self, error: BackendError) -> None:
         self.stats.record_error(str(error))
         logger.warning("%s", error)
-        fatal = isinstance(error, (AuthError, BalanceError, InsecureError)) or (
-            isinstance(error, RequestError) and error.model_missing
-        )
-        if fatal:
-            self._paused_until = time.monotonic() + PAUSE_SECONDS
-            self.pause_reason = str(error)
-            if isinstance(error, RequestError) and not self.settings.model:
+        if isinstance(error, BalanceError):
+            self.recovery.hold("balance", str(error))
+        elif isinstance(error, AuthError):
+            self.recovery.hold("auth", str(error))
+        elif isinstance(error, RequestError) and error.model_missing:
+            self.recovery.hold("model", str(error))
+            if not self.settings.model:
                 self._model_task = None  # the auto choice went stale: ask for the model list again
         elif error.retry_after:
-            self._paused_until = time.monotonic() + error.retry_after
-            self.pause_reason = str(error)
+            self.recovery.wait(str(error), error.retry_after)
         self._on_error(error)
 
     # -- status --------------------------------------------------------------
@@ -513,7 +538,7 @@ class Engine:
             "backend": self.backend.name,
             "baseUrl": self.backend.url,
             "apiKey": "set" if self.backend.has_key else "missing",
-            "paused": self.pause_reason if self.paused else None,
+            **self.recovery.status(),
             "cacheEntries": len(self.cache),
             "inFlight": self.streams.live(),
             **self.stats.as_dict(),

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 TRIGGER_CHARACTERS = [".", "(", "[", "{", ",", " ", ":", "=", "\n"]
 """Characters after which classic-completion clients ask for suggestions."""
-STATUS, BALANCE, MODELS = "fimls.status", "fimls.balance", "fimls.models"
+STATUS, BALANCE, MODELS, RESUME = "fimls.status", "fimls.balance", "fimls.models", "fimls.resume"
 
 _LEVELS = {
     "error": types.MessageType.Error,
@@ -126,7 +126,11 @@ class FimlsServer(LanguageServer):
         self.privacy.set_languages(settings.languages)
         if self.engine is None:
             self.engine = Engine(
-                settings, transport=self.transport, on_error=self.backend_failed, on_success=self.backend_ok
+                settings,
+                transport=self.transport,
+                on_error=self.backend_failed,
+                on_success=self.backend_ok,
+                on_resume=self.resumed,
             )
         else:
             self.engine.configure(settings)
@@ -145,6 +149,12 @@ class FimlsServer(LanguageServer):
             condition = "model"
         fatal = isinstance(error, (AuthError, BalanceError)) or condition == "model"
         self.notices.notify(condition, f"fimls: {error}", "error" if fatal else "warning")
+
+    def resumed(self, message: str) -> None:
+        """Requests flow again after a pause: say so once; the next failure is news again."""
+        for condition in ("auth", "balance", "model", "resumed"):
+            self.notices.clear(condition)
+        self.notices.notify("resumed", message, "info")
 
     def backend_ok(self) -> None:
         """A success ends transient conditions, so their next occurrence is reported."""
@@ -370,6 +380,12 @@ def create_server(transport: httpx.AsyncBaseTransport | None = None) -> FimlsSer
         except BackendError as error:
             raise JsonRpcInternalError(f"fimls.models: {error}") from None
         return {"models": available, "selected": await ls.engine.model()}
+
+    @server.command(RESUME)
+    async def resume(ls: FimlsServer, *_args: Any) -> dict[str, Any]:
+        assert ls.engine is not None
+        await ls.engine.resume_now()
+        return ls.status()
 
     @server.feature(types.SHUTDOWN)
     def shutdown(ls: FimlsServer, *_args: Any) -> None:

@@ -166,3 +166,45 @@ async def test_key_never_appears_in_messages_or_logs(start_server, fake):
     info = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="fimls.status"))
     everything = repr(client.messages) + repr(client.log_messages) + repr(info)
     assert TEST_KEY not in everything
+
+
+async def test_after_402_resume_probes_the_balance_and_says_so_once(start_server, fake):
+    fake.script.append(Reply(status=402))
+    fake.default = Reply(text="works")
+    fake.balance = {"is_available": False, "balance_infos": []}
+    client = await start_server("vscode")
+    uri = open_doc(client, "x = \n")
+    assert await inline(client, uri, 0, 4) == []
+    info = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="fimls.status"))
+    assert "insufficient balance" in info["paused"] and 0 < info["nextTryInSeconds"] <= 30
+    info = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="fimls.resume"))
+    assert info["paused"]  # the balance endpoint says: still nothing
+    assert len(fake.fim_requests()) == 1
+    fake.balance = {"is_available": True, "balance_infos": [{"currency": "USD", "total_balance": "5.00"}]}
+    info = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="fimls.resume"))
+    assert info["paused"] is None
+    assert [i.insert_text for i in await inline(client, uri, 0, 4)] == ["works"]
+    await asyncio.sleep(0.1)
+    assert [m for m in shown(client) if "requests resume" in m] == [
+        "fimls: the account has balance again; requests resume"
+    ]
+    assert [r.path for r in fake.requests].count("/user/balance") == 2
+
+
+async def test_after_401_a_new_key_from_the_command_resumes(start_server, fake, tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_text("sk-revoked-0000000000\n", encoding="utf-8")
+    fake.default = Reply(text="works")
+    env = server_env(fake)
+    del env["DEEPSEEK_API_KEY"]
+    client = await start_server("vscode", {"apiKeyCommand": f"cat {key_file}"}, env=env)
+    uri = open_doc(client, "x = \n")
+    assert await inline(client, uri, 0, 4) == []  # 401
+    assert [m for m in shown(client) if "rejected the API key (401)" in m]
+    info = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="fimls.resume"))
+    assert info["paused"]  # the command still prints the revoked key
+    key_file.write_text(f"{TEST_KEY}\n", encoding="utf-8")
+    info = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="fimls.resume"))
+    assert info["paused"] is None and info["apiKey"] == "set"
+    assert [i.insert_text for i in await inline(client, uri, 0, 4)] == ["works"]
+    assert fake.fim_requests()[-1].authorized

@@ -26,19 +26,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 
-import httpx
 import pytest
 from conftest import TEST_KEY, change, inline, open_doc, server_env
 from fake_deepseek import FakeDeepSeek, Reply
 from lsprotocol import types
-
-from fimls import engine as engine_module
-from fimls.config import parse_settings
-from fimls.document import Snapshot
-from fimls.engine import PAUSE_SECONDS, Engine
 
 TIMEOUT_MS = 600  # short, so faults that hang cost little time
 RETRY_TIMEOUT_MS = 1500  # room for both backoffs (at most 0.25 s + 0.5 s) of a fast-failing attempt
@@ -515,44 +508,6 @@ async def test_first_request_within_deadline_when_backend_hangs_from_start(
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(inline(client, uri, 0, 4), DEADLINE + 0.5)
     assert loop.time() - started <= DEADLINE
-
-
-async def test_fatal_pause_lifts_after_cool_down(monkeypatch):
-    """In-process (no 300 s wait): after 401 nothing is sent until the cool-down has passed."""
-    now = [1000.0]
-    monkeypatch.setattr(engine_module, "time", SimpleNamespace(monotonic=lambda: now[0]))
-    calls: list[int] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(1)
-        if len(calls) == 1:
-            return httpx.Response(401, json={"error": {"message": "Authentication Fails"}})
-        return httpx.Response(200, json={"choices": [{"text": "ok", "finish_reason": "stop"}]})
-
-    settings, _ = parse_settings({"apiKey": "k", "model": "deepseek-chat", "stream": False})
-    eng = Engine(settings, transport=httpx.MockTransport(handler))
-    eng._model_task = asyncio.ensure_future(asyncio.sleep(0, result="deepseek-chat"))
-    snap = Snapshot(
-        uri="file:///a.py",
-        version=1,
-        language_id="python",
-        line=0,
-        column=4,
-        line_prefix="x = ",
-        line_suffix="",
-        prefix="x = ",
-        suffix="",
-    )
-    try:
-        assert await eng.complete(snap) == []
-        assert eng.paused and len(calls) == 1
-        now[0] += PAUSE_SECONDS - 1
-        assert await eng.complete(snap) == [] and len(calls) == 1
-        now[0] += 2
-        assert not eng.paused
-        assert [s.text for s in await eng.complete(snap)] == ["ok"]
-    finally:
-        await eng.aclose()
 
 
 async def test_slow_overload_is_reported_as_overload(start_server, fake):

@@ -10,7 +10,7 @@ from typing import Any
 from conftest import SERVER, server_env
 from fake_deepseek import Reply
 
-from fimls.server import BALANCE, MODELS, STATUS, TRIGGER_CHARACTERS
+from fimls.server import BALANCE, MODELS, RESUME, STATUS, TRIGGER_CHARACTERS
 
 
 def frame(message: Any) -> bytes:
@@ -84,7 +84,7 @@ async def test_initialize_answered_first_and_everything_after_it_served(fake):
     assert caps["positionEncoding"] == "utf-16"
     assert caps["textDocumentSync"]["change"] == 2  # incremental
     assert caps["completionProvider"]["triggerCharacters"] == TRIGGER_CHARACTERS
-    assert sorted(caps["executeCommandProvider"]["commands"]) == sorted([STATUS, BALANCE, MODELS])
+    assert sorted(caps["executeCommandProvider"]["commands"]) == sorted([STATUS, BALANCE, MODELS, RESUME])
     assert caps["inlineCompletionProvider"] == {}
     assert caps["workspace"]["workspaceFolders"] == {"supported": True, "changeNotifications": True}
     assert [i["insertText"] for i in responses[1]["result"]["items"]] == ["fib(n - 1)"]
