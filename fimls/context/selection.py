@@ -55,32 +55,24 @@ def select(
     layout_order: Sequence[str] = LAYOUT_ORDER,
 ) -> tuple[Chunk, ...]:
     """The chunks to send, in block order (see the module docstring)."""
-    queues = {source: sorted(pools.get(source, ()), key=lambda c: c.key) for source in fill_order}
-    positions = dict.fromkeys(fill_order, 0)
     picked: dict[str, list[Chunk]] = {source: [] for source in fill_order}
     used: set[str] = set()
     remaining = budget
-    active = [source for source in fill_order if queues[source]]
-    while active and remaining > 0:
-        for source in list(active):
-            queue = queues[source]
-            while positions[source] < len(queue):
-                candidate = queue[positions[source]]
-                positions[source] += 1
-                if candidate.uri in used:
-                    continue
-                fitted = fit(candidate.lines, remaining)
-                if fitted is None:
-                    continue
-                text, skipped = fitted
-                used.add(candidate.uri)
-                remaining -= len(text)
-                picked[source].append(
-                    Chunk(candidate.path, text, source, candidate.uri, candidate.start + skipped)
-                )
+    for source in fill_order:
+        for candidate in sorted(pools.get(source, ()), key=lambda c: c.key):
+            if remaining <= 0:
                 break
-            else:
-                active.remove(source)
+            if candidate.uri in used:
+                continue
+            fitted = fit(candidate.lines, remaining)
+            if fitted is None:
+                continue
+            text, skipped = fitted
+            used.add(candidate.uri)
+            remaining -= len(text)
+            picked[source].append(
+                Chunk(candidate.path, text, source, candidate.uri, candidate.start + skipped)
+            )
     ordered: list[Chunk] = []
     for source in layout_order:
         ordered.extend(reversed(picked.get(source, [])))
