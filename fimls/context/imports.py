@@ -417,12 +417,10 @@ def candidates(
     modules = _imported_modules(bound, current, resolver)
     for distance, name in attributes(chains):
         for path in modules:
-            index = resolver.files.index(path)
-            definition = None if index is None else index.find(name)
-            if index is not None and definition is not None:
-                found.setdefault(path, []).append(
-                    Found(path, index, definition, distance + ATTRIBUTE_PENALTY)
-                )
+            module_index = resolver.files.index(path)
+            at = None if module_index is None else module_index.find(name)
+            if module_index is not None and at is not None:
+                found.setdefault(path, []).append(Found(path, module_index, at, distance + ATTRIBUTE_PENALTY))
                 break
     result: list[Candidate] = []
     for path, defs in found.items():
