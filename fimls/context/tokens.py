@@ -19,7 +19,7 @@ STOP_WORDS = frozenset(
     pass raise return self static super switch this throw true try type typeof undefined var void
     while with yield public private protected interface implements package struct fn func impl pub
     mut use mod match go defer chan map string int bool float double char long short unsigned
-    the a an to be it that
+    the a an to be it that None True False
     """.split()
 )
 
