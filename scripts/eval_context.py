@@ -36,7 +36,9 @@ from __future__ import annotations
 
 import argparse
 import ast
+import io
 import json
+import keyword
 import os
 import random
 import re
@@ -47,6 +49,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import tokenize
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -117,7 +120,24 @@ for (const file of files) {
     ts.forEachChild(n, visit);
   };
   visit(sf);
-  out[file] = defs;
+  const ids = [];
+  const collect = (n) => {
+    if (ts.isIdentifier(n) || ts.isPrivateIdentifier(n)) {
+      ids.push([n.text, sf.getLineAndCharacterOfPosition(n.getStart(sf)).line]);
+    }
+    ts.forEachChild(n, collect);
+  };
+  collect(sf);
+  const locals = [];
+  const binds = (n) => {
+    const binding = ts.isParameter(n) || ts.isVariableDeclaration(n) || ts.isBindingElement(n);
+    if (binding && ts.isIdentifier(n.name)) {
+      locals.push(n.name.text);
+    }
+    ts.forEachChild(n, binds);
+  };
+  binds(sf);
+  out[file] = {defs, ids, locals};
 }
 process.stdout.write(JSON.stringify(out));
 """
@@ -170,7 +190,11 @@ class Project:
     files: list[Path]
     texts: dict[Path, str] = field(default_factory=dict)
     defs: dict[Path, dict[str, list[int]]] = field(default_factory=dict)
+    names: dict[Path, dict[int, list[str]]] = field(default_factory=dict)
+    """The identifiers of each line of code (strings and comments excluded), from a real lexer."""
     sites: dict[str, list[tuple[Path, int]]] = field(default_factory=dict)
+    locals: dict[Path, set[str]] = field(default_factory=dict)
+    """Names each file binds itself (variables, parameters), whatever the depth."""
 
 
 def load(workdir: Path, name: str) -> Project:
@@ -181,6 +205,8 @@ def load(workdir: Path, name: str) -> Project:
         for path in files:
             project.texts[path] = path.read_text(encoding="utf-8")
             project.defs[path] = python_defs(project.texts[path])
+            project.names[path] = python_names(project.texts[path])
+            project.locals[path] = python_locals(project.texts[path])
     else:
         _, folders, extensions = JS_PROJECTS[name]
         root = workdir / "js" / name / "package"
@@ -194,7 +220,7 @@ def load(workdir: Path, name: str) -> Project:
         project = Project(name, root, language, files)
         for path in files:
             project.texts[path] = path.read_text(encoding="utf-8")
-        project.defs = js_defs(workdir, files)
+        project.defs, project.names, project.locals = js_defs(workdir, files)
     for path, defs in project.defs.items():
         for ident, lines in defs.items():
             project.sites.setdefault(ident, []).extend((path, line) for line in lines)
@@ -231,8 +257,32 @@ def python_defs(text: str) -> dict[str, list[int]]:
     return found
 
 
-def js_defs(workdir: Path, files: Sequence[Path]) -> dict[Path, dict[str, list[int]]]:
-    """Definitions of JS/TS files from the TypeScript parser."""
+def python_locals(text: str) -> set[str]:
+    """Every name a Python file binds itself: assignments at any depth, parameters, ``as`` names."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            found.add(node.id)
+        elif isinstance(node, ast.arg):
+            found.add(node.arg)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            found.add(node.name)
+    return found
+
+
+def python_names(text: str) -> dict[int, list[str]]:
+    """Line -> the identifiers Python's tokenizer finds there (keywords, strings, comments excluded)."""
+    found: dict[int, list[str]] = {}
+    for token in tokenize.generate_tokens(io.StringIO(text).readline):
+        if token.type == tokenize.NAME and not keyword.iskeyword(token.string):
+            found.setdefault(token.start[0] - 1, []).append(token.string)
+    return found
+
+
+def js_defs(
+    workdir: Path, files: Sequence[Path]
+) -> tuple[dict[Path, dict[str, list[int]]], dict[Path, dict[int, list[str]]], dict[Path, set[str]]]:
+    """Definitions and identifiers per line of JS/TS files, from the TypeScript parser."""
     typescript = workdir / "js" / "typescript" / "package" / "lib" / "typescript.js"
     with tempfile.TemporaryDirectory() as scratch:
         script = Path(scratch) / "ts_defs.js"
@@ -243,12 +293,19 @@ def js_defs(workdir: Path, files: Sequence[Path]) -> dict[Path, dict[str, list[i
             ["node", str(script), str(typescript), str(listing)], check=True, capture_output=True, text=True
         )
     found: dict[Path, dict[str, list[int]]] = {}
-    for file, pairs in json.loads(result.stdout).items():
+    names: dict[Path, dict[int, list[str]]] = {}
+    bound: dict[Path, set[str]] = {}
+    for file, parsed in json.loads(result.stdout).items():
+        bound[Path(file)] = set(parsed["locals"])
         defs: dict[str, list[int]] = {}
-        for ident, line in pairs:
+        for ident, line in parsed["defs"]:
             defs.setdefault(ident, []).append(line)
         found[Path(file)] = defs
-    return found
+        per_line: dict[int, list[str]] = {}
+        for ident, line in parsed["ids"]:
+            per_line.setdefault(line, []).append(ident)
+        names[Path(file)] = per_line
+    return found, names, bound
 
 
 # -- holes and sessions ------------------------------------------------------------------------
@@ -282,9 +339,12 @@ def pick_holes(project: Project, count: int, rng: random.Random) -> list[Hole]:
         if (path, line) in seen or not middle or any(importing.search(m) for m in middle):
             continue
         seen.add((path, line))
-        own = project.defs.get(path, {})
+        own = set(project.defs.get(path, {})) | project.locals.get(path, set())
         targets = []
-        for ident in dict.fromkeys(_NAME.findall("".join(middle))):
+        code = project.names.get(path, {})
+        for ident in dict.fromkeys(
+            name for number in range(line, line + size) for name in code.get(number, ())
+        ):
             sites = project.sites.get(ident, [])
             if (
                 len(ident) >= MIN_NAME
@@ -387,7 +447,7 @@ class Config:
 
 def run_config(
     config: Config, project: Project, hole: Hole, sess: Session, gate: Gate
-) -> tuple[tuple[Chunk, ...], float]:
+) -> tuple[tuple[Chunk, ...], float, float]:
     builder = ContextBuilder(
         sess.documents,
         gate,
@@ -405,7 +465,12 @@ def run_config(
     builder.edited(sess.current.uri, hole.line, hole.line)
     start = time.perf_counter()
     chunks = builder.chunks_for(sess.current.uri, hole.line)
-    return chunks, (time.perf_counter() - start) * 1000
+    first = (time.perf_counter() - start) * 1000
+    builder.saved(sess.current.uri)  # a coarse event: chosen again, with the builder's caches warm
+    start = time.perf_counter()
+    again = builder.chunks_for(sess.current.uri, hole.line)
+    assert again == chunks
+    return chunks, first, (time.perf_counter() - start) * 1000
 
 
 @dataclass
@@ -415,6 +480,7 @@ class Tally:
     present: int = 0
     chars: list[int] = field(default_factory=list)
     ms: list[float] = field(default_factory=list)
+    warm_ms: list[float] = field(default_factory=list)
 
     def add(self, other: Tally) -> None:
         self.targets += other.targets
@@ -422,6 +488,7 @@ class Tally:
         self.present += other.present
         self.chars += other.chars
         self.ms += other.ms
+        self.warm_ms += other.warm_ms
 
 
 def score(project: Project, hole: Hole, chunks: Sequence[Chunk], sess: Session) -> tuple[int, int]:
@@ -430,7 +497,7 @@ def score(project: Project, hole: Hole, chunks: Sequence[Chunk], sess: Session) 
         from pygls import uris
 
         path = Path(uris.to_fs_path(chunk.uri) or "")
-        spans.append((path, chunk.line, chunk.line + chunk.text.count("\n")))
+        spans.extend((path, start, end) for start, end in chunk.spans)
     sent = set(_NAME.findall(sess.snapshot_text + "".join(c.text for c in chunks)))
     found = present = 0
     for ident in hole.targets:
@@ -454,7 +521,7 @@ def evaluate(
         for hole in chosen:
             sess = session(project, hole, rng, gate)
             for config in configs:
-                chunks, ms = run_config(config, project, hole, sess, gate)
+                chunks, ms, warm = run_config(config, project, hole, sess, gate)
                 found, present = score(project, hole, chunks, sess)
                 tally = per[config.name]
                 tally.targets += len(hole.targets)
@@ -462,6 +529,7 @@ def evaluate(
                 tally.present += present
                 tally.chars.append(len(comment_block(chunks, project.language)))
                 tally.ms.append(ms)
+                tally.warm_ms.append(warm)
         results[project.name] = per
         print(f"{project.name}: {len(chosen)} holes, {per[configs[0].name].targets} targets", file=sys.stderr)
     return results
@@ -509,14 +577,23 @@ def many_documents(project: Project, count: int = 50, lines_each: int = 4000) ->
 # -- report ------------------------------------------------------------------------------------
 
 
+def _p50_p95(values: Sequence[float]) -> str:
+    if not values:
+        return "-"
+    ordered = sorted(values)
+    return (
+        f"{statistics.median(ordered):.2f} / {ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]:.2f}"
+    )
+
+
 def table(results: dict[str, dict[str, Tally]], configs: Sequence[Config]) -> str:
     names = list(results)
     head = (
         "| configuration | "
         + " | ".join(names)
-        + " | all | name present (all) | block chars p50 | ms p50 / p95 |"
+        + " | all | name present (all) | block chars p50 | first ms p50 / p95 | again ms p50 / p95 |"
     )
-    rule = "|---" * (len(names) + 5) + "|"
+    rule = "|---" * (len(names) + 6) + "|"
     rows = [head, rule]
     for config in configs:
         total = Tally()
@@ -525,15 +602,13 @@ def table(results: dict[str, dict[str, Tally]], configs: Sequence[Config]) -> st
             tally = results[name][config.name]
             total.add(tally)
             cells.append(f"{100 * tally.found / max(1, tally.targets):.1f}")
-        ms = sorted(total.ms)
-        p95 = ms[min(len(ms) - 1, int(0.95 * len(ms)))] if ms else 0.0
         rows.append(
             f"| {config.name} | "
             + " | ".join(cells)
             + f" | {100 * total.found / max(1, total.targets):.1f}"
             + f" | {100 * total.present / max(1, total.targets):.1f}"
             + f" | {statistics.median(total.chars) if total.chars else 0:.0f}"
-            + f" | {statistics.median(ms) if ms else 0:.2f} / {p95:.2f} |"
+            + f" | {_p50_p95(total.ms)} | {_p50_p95(total.warm_ms)} |"
         )
     return "\n".join(rows)
 

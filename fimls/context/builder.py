@@ -77,7 +77,10 @@ class Tuning:
     jump_lines: int = 64
     ring_chunks: int = 16
     ring_lines: int = 40
-    import_lines: int = 30
+    import_lines: int = 40
+    """Lines of one imported file's excerpts, at most."""
+    import_excerpt: int = 12
+    """Lines of one definition past its first line, at most."""
     duplicate: float = 0.9
     """Dice similarity above which a ring range counts as a copy of a newer one."""
     max_document_lines: int = 20000
@@ -318,11 +321,7 @@ class ContextBuilder:
     ) -> list[Candidate]:
         family = language_family(current.language_id)
         found: list[Candidate] = []
-        recent = sorted(
-            (uri for uri in self.documents if uri != current.uri),
-            key=lambda uri: (-self._recency.get(uri, 0), uri),
-        )
-        for uri in recent[: self.tuning.max_open_documents]:
+        for uri in self._recent_uris(current):
             other = self.documents[uri]
             if len(other.lines) > self.tuning.max_document_lines:
                 continue
@@ -351,6 +350,14 @@ class ContextBuilder:
             if not repeats(lines, seen):
                 return Candidate(OPEN, document.uri, path, window.start, lines, score, tier)
         return None
+
+    def _recent_uris(self, current: Document) -> list[str]:
+        """The most recently used open documents other than ``current``, newest first."""
+        recent = sorted(
+            (uri for uri in self.documents if uri != current.uri),
+            key=lambda uri: (-self._recency.get(uri, 0), uri),
+        )
+        return recent[: self.tuning.max_open_documents]
 
     def _windows_of(self, document: Document) -> list[Window]:
         stamp = (document.version, len(document.lines))
@@ -404,6 +411,12 @@ class ContextBuilder:
         def display(path: Path) -> str:
             return self.display_path(path) or path.name
 
+        neighbours = [
+            Path(path)
+            for uri in self._recent_uris(document)
+            if syntax.FAMILIES.get(self.documents[uri].language_id) == family
+            and (path := uris.to_fs_path(uri))
+        ]
         return import_source.candidates(
             document,
             line,
@@ -412,4 +425,6 @@ class ContextBuilder:
             display,
             span=self.tuning.query_lines,
             window=self.tuning.import_lines,
+            excerpt=self.tuning.import_excerpt,
+            neighbours=neighbours,
         )

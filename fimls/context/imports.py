@@ -32,23 +32,25 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from pathlib import Path
 
 import attrs
 from cachetools import LRUCache
 
 from fimls.context import syntax
-from fimls.context.model import IMPORTS, Candidate, Gate
+from fimls.context.model import ELISION, IMPORTS, Candidate, Gate
+from fimls.context.tokens import STOP_WORDS
 from fimls.document import Document, strip_eol
 
 MAX_BYTES = 512 * 1024
 MAX_FILES = 16
-WINDOW = 30
+WINDOW = 40
+EXCERPT = 12
 HOPS = 2
 LEAD_LINES = 6
 MAX_STAR_NAMES = 24
-MAX_ATTRIBUTES = 40
+MAX_LOOSE_NAMES = 48
 MAX_MODULES = 48
 ATTRIBUTE_PENALTY = 20
 """Added to the distance of an attribute found by name alone (``self.x.method``), so the definitions
@@ -329,14 +331,24 @@ def uses(lines: Sequence[str], line: int, before: int, after: int = 0) -> list[t
     return found
 
 
-def attributes(chains: Iterable[tuple[int, str]], limit: int = MAX_ATTRIBUTES) -> list[tuple[int, str]]:
-    """(distance, name) of each attribute in a name chain (``b`` and ``c`` of ``a.b.c``), nearest first."""
-    found: dict[str, int] = {}
+def loose_names(
+    chains: Iterable[tuple[int, str]], skip: Set[str], limit: int = MAX_LOOSE_NAMES
+) -> list[tuple[int, str, bool]]:
+    """(distance, name, top level only) for the names of chains that no import binds: each attribute
+    (``b`` and ``c`` of ``a.b.c``), and each first name not in ``skip`` (bound or defined in the
+    current file), which only a top-level definition may match. Nearest first, each name once."""
+    found: dict[str, tuple[int, bool]] = {}
     for distance, chain in chains:
-        for name in chain.split(".")[1:]:
-            if name not in found and len(found) < limit:
-                found[name] = distance
-    return [(distance, name) for name, distance in found.items()]
+        head, *rest = chain.split(".")
+        names = [] if head in skip or head in STOP_WORDS else [(head, True)]
+        names.extend((name, False) for name in rest)
+        for name, top_level_only in names:
+            if name in found:
+                if not top_level_only:
+                    found[name] = (found[name][0], False)
+            elif len(found) < limit:
+                found[name] = (distance, top_level_only)
+    return [(distance, name, top) for name, (distance, top) in found.items()]
 
 
 def wanted(
@@ -386,10 +398,12 @@ def candidates(
     span: int = 30,
     after: int = 10,
     window: int = WINDOW,
+    excerpt: int = EXCERPT,
+    neighbours: Sequence[Path] = (),
 ) -> list[Candidate]:
     """Windows around the definitions of imported names used in the ``span`` lines up to ``line`` and
-    the ``after`` lines below it; then of other attributes used there (``self.x.method``) that an
-    imported module defines."""
+    the ``after`` lines below it; then of other names used there that an imported module or one of
+    the ``neighbours`` (open documents) defines: attributes (``self.x.method``) and top-level names."""
     family = resolver.family
     bound = syntax.bindings(document.text, family)
     chains = uses(document.lines, line, span, after)
@@ -414,26 +428,30 @@ def candidates(
                 continue
             where, index, definition = located
             found.setdefault(where, []).append(Found(where, index, definition, distance))
-    modules = _imported_modules(bound, current, resolver)
-    for distance, name in attributes(chains):
+    modules = list(dict.fromkeys([*_imported_modules(bound, current, resolver), *neighbours]))
+    own = resolver.files.index(current)
+    skip = {b.local.partition(".")[0] for b in bound} | set(own.definitions if own else ())
+    for distance, name, top_level_only in loose_names(chains, skip):
         for path in modules:
+            if path == current:
+                continue
             module_index = resolver.files.index(path)
             at = None if module_index is None else module_index.find(name)
-            if module_index is not None and at is not None:
+            if module_index is not None and at is not None and (at.rank == 0 or not top_level_only):
                 found.setdefault(path, []).append(Found(path, module_index, at, distance + ATTRIBUTE_PENALTY))
                 break
     result: list[Candidate] = []
     for path, defs in found.items():
-        start, end, distance = _best_window(defs, family, window)
-        lines = defs[0].index.lines[start:end]
+        lines, numbers = _excerpts(defs, family, window, excerpt)
         result.append(
             Candidate(
                 source=IMPORTS,
                 uri=resolver.files.uri(path),
                 path=display(path),
-                start=start,
-                lines=tuple(lines),
-                score=1.0 / (1 + distance),
+                start=numbers[0],
+                lines=lines,
+                score=1.0 / (1 + min(d.distance for d in defs)),
+                numbers=numbers,
             )
         )
     return result
@@ -463,6 +481,40 @@ def _lead(lines: Sequence[str], line: int, family: str) -> int:
     while start > 0 and line - start < LEAD_LINES and lines[start - 1].lstrip().startswith(_LEAD[family]):
         start -= 1
     return start
+
+
+def _excerpts(
+    defs: Sequence[Found], family: str, window: int, excerpt: int
+) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """(lines, their line numbers) of the excerpts of one file around ``defs``: each definition from
+    its decorators and comments to its end, at most ``excerpt`` lines past its first line; the
+    nearest uses first, until ``window`` lines are taken; in file order, an :data:`ELISION` line
+    between excerpts that do not touch."""
+    lines = defs[0].index.lines
+    spans: list[tuple[int, int]] = []
+    total = 0
+    for found in sorted(defs, key=lambda d: (d.distance, d.definition.line)):
+        if total >= window:
+            break
+        start = _lead(lines, found.definition.line, family)
+        end = syntax.definition_end(lines, found.definition, family, excerpt)
+        spans.append((start, end))
+        total += end - start
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    texts: list[str] = []
+    numbers: list[int] = []
+    for start, end in merged:
+        if numbers:
+            texts.append(ELISION)
+            numbers.append(-1)
+        texts.extend(lines[start:end])
+        numbers.extend(range(start, end))
+    return tuple(texts), tuple(numbers)
 
 
 def _best_window(defs: Sequence[Found], family: str, window: int) -> tuple[int, int, int]:

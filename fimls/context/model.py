@@ -8,6 +8,9 @@ from typing import Protocol
 
 import attrs
 
+ELISION = "..."
+"""The line that stands for lines left out between two excerpts of one file."""
+
 OPEN = "open"
 EDITS = "edits"
 IMPORTS = "imports"
@@ -47,6 +50,9 @@ class Chunk:
     uri: str
     line: int = 0
     """Zero-based line of the file where ``text`` starts."""
+    spans: tuple[tuple[int, int], ...] = ()
+    """The line ranges of the file (end exclusive) that ``text`` holds, in order; between two
+    ranges ``text`` has an elision line (:data:`ELISION`)."""
 
 
 @attrs.frozen
@@ -62,6 +68,22 @@ class Candidate:
     score: float
     tier: int = 0
     """Candidates of a lower tier go first whatever their score (same language before others)."""
+    numbers: tuple[int, ...] = ()
+    """The file's line number of each of ``lines`` (-1 for an elision line); empty when the lines
+    are contiguous from ``start``."""
+
+    def spans(self, first: int, count: int) -> tuple[tuple[int, int], ...]:
+        """The file's line ranges held by ``lines[first : first + count]``."""
+        numbers = self.numbers or tuple(range(self.start, self.start + len(self.lines)))
+        spans: list[tuple[int, int]] = []
+        for number in numbers[first : first + count]:
+            if number < 0:
+                continue
+            if spans and spans[-1][1] == number:
+                spans[-1] = (spans[-1][0], number + 1)
+            else:
+                spans.append((number, number + 1))
+        return tuple(spans)
 
     @property
     def key(self) -> tuple[int, float, str, int]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from fimls.context.model import EDITS, IMPORTS, OPEN, Candidate, Chunk
+from fimls.context.model import EDITS, ELISION, IMPORTS, OPEN, Candidate, Chunk
 
 FILL_ORDER = (IMPORTS, OPEN, EDITS)
 LAYOUT_ORDER = (OPEN, IMPORTS, EDITS)
@@ -40,7 +40,7 @@ def fit(lines: Sequence[str], budget: int, min_lines: int = MIN_LINES) -> tuple[
             break
         kept.append(line)
         used += len(line) + 1
-    while kept and not kept[-1].strip():
+    while kept and (not kept[-1].strip() or kept[-1] == ELISION):
         kept.pop()
     if not kept or len(kept) < min(min_lines, last - first):
         return None
@@ -70,9 +70,8 @@ def select(
             text, skipped = fitted
             used.add(candidate.uri)
             remaining -= len(text)
-            picked[source].append(
-                Chunk(candidate.path, text, source, candidate.uri, candidate.start + skipped)
-            )
+            spans = candidate.spans(skipped, text.count("\n"))
+            picked[source].append(Chunk(candidate.path, text, source, candidate.uri, spans[0][0], spans))
     ordered: list[Chunk] = []
     for source in layout_order:
         ordered.extend(reversed(picked.get(source, [])))

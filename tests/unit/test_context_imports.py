@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from context_support import FakeGate, open_document, write
 
-from fimls.context import IMPORTS, ContextBuilder, syntax
+from fimls.context import IMPORTS, ContextBuilder, comment_block, syntax
 from fimls.context import imports as import_source
 from fimls.context.syntax import DEFAULT, STAR, Binding
 from fimls.document import Document
@@ -385,3 +385,40 @@ def test_number_of_files_read_is_bounded(tmp_path: Path, reads: list[str]) -> No
     chunks = builder.chunks_for(document.uri, len(document.lines) - 1)
     assert len(reads) == import_source.MAX_FILES
     assert len(chunks) == import_source.MAX_FILES
+
+
+def test_far_apart_definitions_of_one_file_become_excerpts(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    filler = "".join(f"unused_{i} = {i}\n" for i in range(100))
+    write(root, "lib.py", f"def first():\n    return 1\n{filler}def second():\n    return 2\n")
+    current = write(root, "main.py", "from lib import first, second\n\nfirst() + second()\n")
+    documents: dict[str, Document] = {}
+    document = open_document(documents, current, "python")
+    chunks = imports_only(documents, FakeGate([root])).chunks_for(document.uri, 2)
+    assert len(chunks) == 1
+    chunk = chunks[0]
+    assert chunk.text == "def first():\n    return 1\n...\ndef second():\n    return 2\n"
+    assert (chunk.line, chunk.spans) == (0, ((0, 2), (102, 104)))
+    assert comment_block(chunks, "python") == (
+        "# Path: lib.py\n# def first():\n#     return 1\n# ...\n# def second():\n#     return 2\n"
+    )
+
+
+def test_top_level_names_defined_in_open_documents_are_found(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    documents: dict[str, Document] = {}
+    current = open_document(documents, write(root, "main.py", "x = 2\ncompute_total(x) + scale\n"), "python")
+    helper = open_document(
+        documents, write(root, "helpers.py", "def compute_total(v):\n    return v\n"), "python"
+    )
+    # ``scale`` is only a local of a function here: a bare name never matches such a definition.
+    other = open_document(
+        documents, write(root, "other.py", "def f():\n    scale = 3\n    return scale\n"), "python"
+    )
+    builder = imports_only(documents, FakeGate([root]))
+    for uri in (helper.uri, other.uri):
+        builder.opened(uri)
+    chunks = builder.chunks_for(current.uri, 1)
+    assert [(c.path, c.source, c.text) for c in chunks] == [
+        ("helpers.py", IMPORTS, "def compute_total(v):\n    return v\n")
+    ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from fimls.context.model import EDITS, IMPORTS, OPEN, Candidate
+from fimls.context.model import EDITS, ELISION, IMPORTS, OPEN, Candidate
 from fimls.context.selection import fit, select
 from fimls.context.tokens import dice, jaccard, token_set
 from fimls.context.windows import repeat_lines, repeats, windows
@@ -134,3 +134,16 @@ def test_ties_are_broken_by_path_then_line_whatever_the_input_order() -> None:
         assert result == expected
     assert expected is not None
     assert [c.path for c in expected] == ["c.py", "b.py", "a.py", "e.py", "d.py"]
+
+
+def test_excerpts_keep_their_line_spans_and_never_end_in_an_elision() -> None:
+    lines = ("a1 = 1", "b2 = 2", "c3 = 3", ELISION, "last_one = 4")
+    excerpts = Candidate(IMPORTS, "file:///w/x.py", "x.py", 10, lines, 1.0, numbers=(10, 11, 12, -1, 50))
+    whole = select({IMPORTS: [excerpts]}, 1000)[0]
+    assert whole.text == "a1 = 1\nb2 = 2\nc3 = 3\n...\nlast_one = 4\n"
+    assert (whole.line, whole.spans) == (10, ((10, 13), (50, 51)))
+    cut = select({IMPORTS: [excerpts]}, 30)[0]  # room for the elision line, not for what follows it
+    assert cut.text == "a1 = 1\nb2 = 2\nc3 = 3\n"
+    assert cut.spans == ((10, 13),)
+    plain = select({OPEN: [candidate(OPEN, "p", 0.5, lines=4, start=7)]}, 1000)[0]
+    assert plain.spans == ((7, 11),)
