@@ -630,7 +630,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "fimls-eval-context")
-    parser.add_argument("--holes", type=int, default=150, help="holes per project")
+    parser.add_argument("--holes", type=int, default=100, help="holes per project")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--budget", type=int, default=4000)
     parser.add_argument("--projects", nargs="*", default=PROJECTS, choices=PROJECTS)

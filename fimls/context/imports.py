@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from pathlib import Path
 
 import attrs
-from cachetools import LRUCache
+from cachetools import LRUCache, TTLCache
 
 from fimls.context import syntax
 from fimls.context.model import ELISION, IMPORTS, Candidate, Gate
@@ -51,6 +51,7 @@ HOPS = 2
 LEAD_LINES = 6
 MAX_STAR_NAMES = 24
 MAX_LOOSE_NAMES = 48
+RESOLVED_SECONDS = 30.0
 MAX_MODULES = 48
 ATTRIBUTE_PENALTY = 20
 """Added to the distance of an attribute found by name alone (``self.x.method``), so the definitions
@@ -96,6 +97,11 @@ class Files:
         self._consulted: set[str] = set()
         self._folders: tuple[str, ...] = ()
         self._inside: dict[str, bool] = {}
+        self._indexed: dict[str, syntax.Index | None] = {}
+        self.resolved: TTLCache[tuple[str, str, str], Path | None] = TTLCache(4096, RESOLVED_SECONDS)
+        """Module resolutions, kept a short while: most imports resolve nowhere in the workspace
+        (the standard library, installed packages), and each failed try costs a few file checks."""
+        self.roots: TTLCache[Path, list[Path]] = TTLCache(256, RESOLVED_SECONDS)
 
     def start(self, open_documents: Mapping[str, Document]) -> None:
         """Begin a recompute: reset the per-recompute file count and folder checks."""
@@ -103,6 +109,7 @@ class Files:
         self._consulted = set()
         self._folders = tuple(str(folder) for folder in self.gate.folders)
         self._inside = {}
+        self._indexed = {}
 
     def exists(self, path: Path) -> bool:
         """Whether ``path`` is a file inside the workspace.
@@ -134,8 +141,15 @@ class Files:
 
     def index(self, path: Path) -> syntax.Index | None:
         """The index of an allowed workspace file, or ``None`` (blocked, too big, unreadable, or over
-        the per-recompute file count)."""
+        the per-recompute file count); asked again in the same recompute, the same answer."""
         key = str(path)
+        if key in self._indexed:
+            return self._indexed[key]
+        result = self._index(path, key)
+        self._indexed[key] = result
+        return result
+
+    def _index(self, path: Path, key: str) -> syntax.Index | None:
         language = syntax.SUFFIX_LANGUAGES.get(_suffix(path))
         family = syntax.FAMILIES.get(language or "")
         if family is None or not self.gate.in_workspace(path):
@@ -248,22 +262,22 @@ class Resolver:
         self.files = files
         self.folders = folders
         self.family = family
-        self._roots: dict[Path, list[Path]] = {}
-        self._modules: dict[tuple[str, Path], Path | None] = {}
 
     def module(self, spec: str, importer: Path) -> Path | None:
-        """The file of the module ``spec`` imported by ``importer``."""
-        key = (spec, importer.parent)
-        if key in self._modules:
-            return self._modules[key]
+        """The file of the module ``spec`` imported by ``importer`` (remembered for a short while)."""
+        key = (self.family, spec, str(importer.parent))
+        cache = self.files.resolved
+        if key in cache:
+            return cache[key]
         if self.family == syntax.PYTHON:
             parent = importer.parent
-            if parent not in self._roots:
-                self._roots[parent] = python_roots(importer, self.folders, self.files)
-            found = self.files.first(python_modules(spec, importer, self._roots[parent]))
+            roots = self.files.roots.get(parent)
+            if roots is None:
+                roots = self.files.roots[parent] = python_roots(importer, self.folders, self.files)
+            found = self.files.first(python_modules(spec, importer, roots))
         else:
             found = self.files.first(js_modules(spec, importer))
-        self._modules[key] = found
+        cache[key] = found
         return found
 
     def binding(self, binding: syntax.Binding, importer: Path) -> tuple[Path, str | None] | None:
@@ -431,11 +445,9 @@ def candidates(
     modules = list(dict.fromkeys([*_imported_modules(bound, current, resolver), *neighbours]))
     own = resolver.files.index(current)
     skip = {b.local.partition(".")[0] for b in bound} | set(own.definitions if own else ())
+    indexes = [(path, resolver.files.index(path)) for path in modules if path != current]
     for distance, name, top_level_only in loose_names(chains, skip):
-        for path in modules:
-            if path == current:
-                continue
-            module_index = resolver.files.index(path)
+        for path, module_index in indexes:
             at = None if module_index is None else module_index.find(name)
             if module_index is not None and at is not None and (at.rank == 0 or not top_level_only):
                 found.setdefault(path, []).append(Found(path, module_index, at, distance + ATTRIBUTE_PENALTY))
