@@ -16,16 +16,25 @@ same bytes and the backend's prompt cache keeps hitting.
 
 Sources (each can be turned off):
 
-- open documents of the workspace other than the current one, same language family first: the
-  best window of each by Jaccard similarity to the ``query_lines`` lines up to the cursor;
+- open documents of the workspace other than the current one (the ``max_open_documents`` most
+  recently used), same language family first: the best window of each by Jaccard similarity
+  over identifiers to the ``query_lines`` lines up to the cursor (windows are indexed when a
+  document is opened, and again when its version changed);
 - the ring of recently edited and viewed ranges (:mod:`fimls.context.ring`); a range that is
   more than 0.9 similar (Dice) to a newer one is dropped, and ranges of the current document
   are used only outside the part the prompt and suffix already send;
-- definitions of imported names used near the cursor (:mod:`fimls.context.imports`).
+- definitions of names used near the cursor, found through the imports and in the open
+  documents (:mod:`fimls.context.imports`).
+
+The budget is filled and the block laid out as :mod:`fimls.context.selection` says: definitions
+first, then open documents, then edits; in the block, open documents first and edits last.
 
 Every source passes the gate: a document contributes only if ``gate.check(uri, language)``
-allows it and it lies inside a workspace folder; files on disk are handled by
-:class:`fimls.context.imports.Files`. A window whose lines mostly repeat the prompt is skipped.
+allows it and it lies inside a workspace folder (so ``untitled:`` buffers and files outside the
+folders never contribute, even when open); files on disk are handled by
+:class:`fimls.context.imports.Files`. A window at least half of whose meaningful lines already
+appear in the prompt or suffix window is skipped (a line-based test: a token-based one would also
+drop the definitions of the very names the prompt uses).
 """
 
 from __future__ import annotations
@@ -136,7 +145,7 @@ class ContextBuilder:
         self._files = import_source.Files(
             gate, max_bytes=self.tuning.max_file_bytes, max_files=self.tuning.max_files
         )
-        self._display: dict[str, str] = {}
+        self._display: LRUCache[str, str] = LRUCache(4096)
         self._last: tuple[Chunk, ...] = ()
         self._recency: dict[str, int] = {}
         self._clock = 0

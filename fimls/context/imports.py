@@ -13,19 +13,25 @@ What is resolved:
   (TypeScript's first when the current file is TypeScript; ``./x.js`` also finds ``x.ts``), then
   ``x/index`` with each extension. Bare package names and ``tsconfig`` paths are not resolved.
 
-Which names: identifiers in the last lines before the cursor that an import binds, and for a
-module or namespace binding (``m.attr``, ``ns.attr``) the attribute after it; a use nearer the
-cursor ranks higher. A definition found nowhere in the imported file is followed through that
-file's own imports and wildcard re-exports, up to two hops.
+Which names, nearest use first (the ``span`` lines up to the cursor and ``after`` lines below):
 
-What is taken: one window per file, starting at the definition (with its decorators and comments
-just above), ending where the definition ends, at most ``window`` lines; when several wanted
-names are defined in one file the window that covers the most of them wins.
+1. names an import binds, and for a module or namespace binding (``m.attr``, ``ns.attr``,
+   ``Cls.method``) the attribute after it; a definition not found in the imported file is
+   followed through that file's own imports and wildcard re-exports, up to two hops;
+2. then other names used there, looked up by name in the files the current file imports and in
+   the open documents of its language (most recently used first): attributes (``self.x.fetch``)
+   match any definition, a plain name only a top-level one (so locals elsewhere never match).
 
-Privacy: a candidate path is looked at (even its existence) only if the gate says it lies inside
-a workspace folder, and read only if the gate allows it for its language; files are read up to
-``max_bytes``, at most ``max_files`` per recompute, and cached by (path, mtime, size). An open
-document is taken from the editor's text instead of the disk.
+What is taken, per file: excerpts around the wanted definitions, each from its decorators and
+comments down to its end, at most ``excerpt`` lines past its first line; nearest uses first
+until ``window`` lines; in file order, joined by an elision line (``...``) where they do not
+touch. One chunk per file, however many of its definitions are wanted.
+
+Privacy: a candidate path is looked at only if its folder, symlinks resolved, lies inside a
+workspace folder and the gate says the file does (``in_workspace``), and read only if the gate
+allows it for its language (``check_path``); files are read up to ``max_bytes``, at most
+``max_files`` per recompute, and cached by (path, mtime, size, inode). An open document is taken
+from the editor's text instead of the disk. Module resolutions are remembered for 30 seconds.
 """
 
 from __future__ import annotations
