@@ -6,14 +6,16 @@ identifiers the next lines will use that are defined in other files of the proje
 
 Projects: real packages nobody here wrote, fetched once with ``pip download`` and ``npm pack``
 (pinned versions, see :data:`PROJECTS`) and unpacked into ``--workdir``; after that the run needs
-no network. Ground truth: every definition site of every file, from Python's ``ast`` and from the
+no network. Ground truth: every definition site of every file, and the identifiers of each line of
+code (strings and comments left out), from Python's ``ast`` and ``tokenize`` and from the
 TypeScript compiler's parser (the ``typescript`` npm package run by Node.js) for JS/TS; neither
 shares code with ``fimls.context``.
 
 Holes (seeded): a line of a project file, uniformly over all lines, whose next 1-3 lines (the
 hidden middle) use at least one *target*: an identifier of three or more characters defined in
-another file of the project, not defined in the current file, with at most five definition sites
-in the project. Holes whose middle is an import statement are skipped.
+another file of the project, neither defined nor bound (variable, parameter) anywhere in the
+current file, with at most five definition sites in the project. Holes whose middle is an import
+statement are skipped.
 
 Editor session per hole: the current file is open with the middle removed, the cursor at the
 start of the hole; also open are up to three files it imports (seeded choice among those that
@@ -25,8 +27,9 @@ Measured per configuration (sources on and budget): *definition recall*, the sha
 target) pairs for which some definition site of the target lies inside a chunk sent; and *name
 present*, the share for which the target's name appears anywhere in what is sent (context block,
 prompt window of 12,000 characters before the cursor on the 96-line grid, 800 after). The baseline
-sends the nearest lines only (no context). Also: characters sent and the time of each recompute,
-and a separate timing of a workspace with 50 open documents of several thousand lines.
+sends the nearest lines only (no context). Also: characters sent, the time of the first recompute
+(empty caches) and of the next one after a save (warm caches), and a separate timing of a
+workspace with 50 open documents of several thousand lines.
 
     .venv/bin/python scripts/eval_context.py                 # fetch once, then evaluate
     .venv/bin/python scripts/eval_context.py --holes 40      # quicker

@@ -58,6 +58,8 @@ LEAD_LINES = 6
 MAX_STAR_NAMES = 24
 MAX_LOOSE_NAMES = 48
 RESOLVED_SECONDS = 30.0
+CACHED_CHARS = 16_000_000
+"""The indexes of files kept between recomputes hold at most this many characters of text."""
 MAX_MODULES = 48
 ATTRIBUTE_PENALTY = 20
 """Added to the distance of an attribute found by name alone (``self.x.method``), so the definitions
@@ -99,7 +101,9 @@ class Files:
         self.max_files = max_files
         self.open: dict[str, Document] = {}
         """Open documents by file-system path, set by the caller before each recompute."""
-        self._cache: LRUCache[str, tuple[tuple[int, ...], syntax.Index]] = LRUCache(256)
+        self._cache: LRUCache[str, tuple[tuple[int, ...], syntax.Index]] = LRUCache(
+            CACHED_CHARS, getsizeof=_cached_size
+        )
         self._consulted: set[str] = set()
         self._folders: tuple[str, ...] = ()
         self._inside: dict[str, bool] = {}
@@ -200,6 +204,10 @@ class Files:
         """The URI of a file: the open document's own, else a ``file:`` URI."""
         document = self.open.get(str(path))
         return document.uri if document is not None else path.as_uri()
+
+
+def _cached_size(entry: tuple[tuple[int, ...], syntax.Index]) -> int:
+    return 1 + sum(len(line) for line in entry[1].lines)
 
 
 def _suffix(path: Path) -> str:

@@ -277,3 +277,15 @@ def test_out_of_range_cursor_lines_are_clamped(tmp_path: Path, line: int) -> Non
     other = open_document(documents, write(root, "app/related.py", RELATED), "python")
     builder.opened(other.uri)
     assert isinstance(builder.chunks_for(current.uri, line), tuple)
+
+
+def test_chunks_use_plain_line_feeds_and_keep_any_text(tmp_path: Path) -> None:
+    builder, documents, current, root = editor(tmp_path, recent_edits=False, imports=False)
+    text = RELATED.replace("\n", "\r\n").replace("result = {}", "result = {}  # 合計 🧾 café")
+    other = open_document(documents, write(root, "app/crlf.py", ""), "python", text)
+    builder.opened(other.uri)
+    chunks = builder.chunks_for(current.uri, LINE)
+    assert [c.path for c in chunks] == ["app/crlf.py"]
+    assert "\r" not in chunks[0].text
+    assert "    result = {}  # 合計 🧾 café\n" in chunks[0].text
+    assert "#     result = {}  # 合計 🧾 café\n" in comment_block(chunks, "python")
