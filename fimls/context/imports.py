@@ -541,27 +541,3 @@ def _excerpts(
         texts.extend(lines[start:end])
         numbers.extend(range(start, end))
     return tuple(texts), tuple(numbers)
-
-
-def _best_window(defs: Sequence[Found], family: str, window: int) -> tuple[int, int, int]:
-    """(start, end, nearest distance) of the window covering the most of ``defs``."""
-    lines = defs[0].index.lines
-    spans = sorted(
-        {
-            (
-                _lead(lines, d.definition.line, family),
-                syntax.definition_end(lines, d.definition, family, window),
-                d.distance,
-            )
-            for d in defs
-        }
-    )
-    best: tuple[int, int, int, int] | None = None  # (-covered, nearest distance, start, end)
-    for start, _, _ in spans:
-        covered = [s for s in spans if s[0] >= start and s[0] < start + window]
-        end = min(start + window, max(s[1] for s in covered))
-        option = (-len(covered), min(s[2] for s in covered), start, end)
-        if best is None or option < best:
-            best = option
-    assert best is not None
-    return best[2], best[3], best[1]
