@@ -114,6 +114,18 @@ class Settings:
     prefetch: bool = True
     """After a suggestion, ask in the background for what follows it, as if it were accepted."""
 
+    context_open_files: bool = True
+    """Send code from other documents the editor has open (same language first)."""
+
+    context_recent_edits: bool = True
+    """Send recently edited and viewed ranges of other documents."""
+
+    context_imports: bool = True
+    """Send definitions of names used near the cursor, found through the file's imports."""
+
+    context_budget_chars: int = attrs.field(default=4000, validator=_range(0, 100_000))
+    """Characters of other files' code sent with a prompt (0 sends none)."""
+
     timeout_ms: int = attrs.field(default=5000, validator=_range(100, 600_000))
     """Overall deadline of one completion, retries included."""
 

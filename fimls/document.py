@@ -91,6 +91,8 @@ class Snapshot:
     suffix: str
     """Suffix window: text after the cursor, ending at a line end."""
     encoding: str = UTF16
+    context: tuple[tuple[str, str], ...] = ()
+    """Code from other files to send along, as (workspace-relative path, text), in order."""
 
     def to_client(self, column: int) -> int:
         """Convert a code-point column on the cursor line to client units."""

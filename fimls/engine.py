@@ -255,7 +255,7 @@ class Engine:
         return await self.recovery.retry_now()
 
     def request_for(
-        self, prefix: str, suffix: str, plan: prompt.Plan, line_prefix: str, language_id: str, model: str
+        self, snap: Snapshot, prefix: str, suffix: str, plan: prompt.Plan, line_prefix: str, model: str
     ) -> FimRequest:
         """The FIM request for a cursor (also the cache key)."""
         s = self.settings
@@ -265,11 +265,12 @@ class Engine:
             prefix=prefix,
             suffix=suffix,
             max_tokens=s.max_tokens_single_line if single else s.max_tokens,
-            stop=prompt.stop_sequences(plan.mode, line_prefix, language_id),
+            stop=prompt.stop_sequences(plan.mode, line_prefix, snap.language_id),
             temperature=s.temperature,
             top_p=s.top_p,
             stream=s.stream,
-            language_id=language_id,
+            context=snap.context,
+            language_id=snap.language_id,
         )
 
     def _blocked(self) -> bool:
@@ -312,7 +313,7 @@ class Engine:
             return []
         started = time.monotonic()
         model = await self._model_within(timeout)
-        base = self.request_for(snap.prefix, snap.suffix, plan, snap.line_prefix, snap.language_id, model)
+        base = self.request_for(snap, snap.prefix, snap.suffix, plan, snap.line_prefix, model)
         requests = [base] + [
             attrs.evolve(base, temperature=max(base.temperature, EXTRA_TEMPERATURE), top_p=0.95 - 0.05 * i)
             for i in range(self.settings.num_suggestions - 1)
@@ -516,7 +517,7 @@ class Engine:
         found = self.streams.find(snap.uri, prefix, suffix)
         if found is not None and (found[0].live or found[0].text[len(found[1]) :].strip()):
             return  # what follows is known, or still arriving
-        request = self.request_for(prefix, suffix, plan, line_prefix, snap.language_id, model)
+        request = self.request_for(snap, prefix, suffix, plan, line_prefix, model)
         if self.cache.get(request) is None:
             self._start(
                 snap.uri, attrs.evolve(request, speculative=True), plan, line_prefix, speculative=True

@@ -7,6 +7,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+import attrs
 from lsprotocol import types
 from pygls.capabilities import get_capability
 from pygls.exceptions import FeatureRequestError, JsonRpcInternalError
@@ -17,6 +18,7 @@ from fimls import __version__, items, log
 from fimls.backends import AuthError, BackendError, BalanceError, RequestError
 from fimls.backends.deepseek import DeepSeek
 from fimls.config import Settings, from_workspace, load_user_config, parse_settings, settings_from_change
+from fimls.context import ContextBuilder
 from fimls.document import UTF16, Document, Snapshot
 from fimls.engine import Engine, Suggestion
 from fimls.notices import Notices
@@ -64,6 +66,7 @@ class FimlsServer(LanguageServer):
         self.shut_down = False
         self.closing: asyncio.Future[None] | None = None
         self.privacy = PrivacyGate(on_problem=self._privacy_problem)
+        self.context = ContextBuilder(self.documents, self.privacy)
         self.blocked: dict[str, str | None] = {}
 
     # -- transports ----------------------------------------------------------------
@@ -124,6 +127,15 @@ class FimlsServer(LanguageServer):
         settings, problems = parse_settings(raw)
         log.add_secrets([settings.api_key])
         self.privacy.set_languages(settings.languages)
+        self.context.configure(
+            open_files=settings.context_open_files,
+            recent_edits=settings.context_recent_edits,
+            imports=settings.context_imports,
+            budget_chars=settings.context_budget_chars,
+            prompt_chars=settings.max_prefix_chars,
+            suffix_chars=settings.max_suffix_chars,
+        )
+        self.context.invalidate()
         if self.engine is None:
             self.engine = Engine(
                 settings,
@@ -172,13 +184,15 @@ class FimlsServer(LanguageServer):
         if where is None:
             return None
         s = self.engine.settings
-        return doc.snapshot(
+        snap = doc.snapshot(
             *where,
             encoding=self.encoding,
             max_prefix=s.max_prefix_chars,
             max_suffix=s.max_suffix_chars,
             anchor=s.prompt_anchor_lines,
         )
+        chunks = self.context.chunks_for(uri, snap.line)
+        return attrs.evolve(snap, context=tuple((c.path, c.text) for c in chunks)) if chunks else snap
 
     def is_blocked(self, doc: Document) -> bool:
         """Whether the privacy gate forbids sending ``doc`` (asked every time; the gate caches)."""
@@ -224,6 +238,7 @@ class FimlsServer(LanguageServer):
             "openDocuments": len(self.documents),
             "pendingRequests": len(self.scheduler),
             "asyncioTasks": len(asyncio.all_tasks()),
+            "contextPaths": list(self.context.last_paths),
             **self.engine.status(),
             "settings": self.engine.settings.redacted,
         }
@@ -298,11 +313,14 @@ def create_server(transport: httpx.AsyncBaseTransport | None = None) -> FimlsSer
     def did_change_workspace_folders(ls: FimlsServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
         event = params.event
         ls.privacy.change_folders([f.uri for f in event.added], [f.uri for f in event.removed])
+        ls.context.invalidate()
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: FimlsServer, params: types.DidOpenTextDocumentParams) -> None:
         item = params.text_document
         ls.documents[item.uri] = Document(item.uri, item.text, item.version, item.language_id)
+        ls.context.opened(item.uri)
+        ls.context.viewed(item.uri, 0)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: FimlsServer, params: types.DidChangeTextDocumentParams) -> None:
@@ -310,21 +328,31 @@ def create_server(transport: httpx.AsyncBaseTransport | None = None) -> FimlsSer
         if doc is None:
             return
         ls.scheduler.keystroke(doc.uri, "".join(change.text for change in params.content_changes))
+        touched: list[int] = []
         for change in params.content_changes:
             if isinstance(change, types.TextDocumentContentChangePartial):
                 start, end = change.range.start, change.range.end
                 doc.apply_change(
                     change.text, (start.line, start.character), (end.line, end.character), ls.encoding
                 )
+                touched += [start.line, start.line + change.text.count("\n")]
             else:
                 doc.apply_change(change.text)
+                touched += [0, len(doc.lines) - 1]
         doc.version = params.text_document.version
+        if touched:
+            ls.context.edited(doc.uri, min(touched), max(touched))
+
+    @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
+    def did_save(ls: FimlsServer, params: types.DidSaveTextDocumentParams) -> None:
+        ls.context.saved(params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: FimlsServer, params: types.DidCloseTextDocumentParams) -> None:
         uri = params.text_document.uri
         ls.documents.pop(uri, None)
         ls.blocked.pop(uri, None)
+        ls.context.closed(uri)
         ls.scheduler.forget(uri)
         if ls.engine is not None:
             ls.engine.forget(uri)

@@ -116,6 +116,7 @@ async def start_server(fake: FakeDeepSeek, lsp_transport: str) -> AsyncIterator[
         options: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
         args: list[str] | None = None,
+        folders: list[Path] | None = None,
     ) -> LanguageClient:
         client = make_test_lsp_client()
         if lsp_transport == "tcp":
@@ -127,6 +128,8 @@ async def start_server(fake: FakeDeepSeek, lsp_transport: str) -> AsyncIterator[
             types.InitializeParams(
                 capabilities=capabilities(caps) if isinstance(caps, str) else caps,
                 initialization_options={"debounceMs": 0, "prefetch": False, **(options or {})},
+                workspace_folders=[types.WorkspaceFolder(uri=f.as_uri(), name=f.name) for f in folders or []]
+                or None,
                 client_info=types.ClientInfo(name="pytest"),
             )
         )

@@ -15,6 +15,7 @@ import httpx
 
 from fimls.backends.base import Check, Event, FimRequest, Finish, Price, ProtocolError, ServerError, Usage
 from fimls.backends.http import Http, decode_event, error_detail, sse_data
+from fimls.context import Chunk, comment_block
 
 MAX_STOPS = 16
 
@@ -26,6 +27,14 @@ def strip_tails(url: str, tails: tuple[str, ...]) -> str:
         if url.endswith(tail):
             url = url[: -len(tail)].rstrip("/")
     return url
+
+
+def context_block(request: FimRequest) -> str:
+    """``request.context`` as comments in the current file's language (empty when there is none)."""
+    if not request.context:
+        return ""
+    chunks = [Chunk(path=path, text=text, source="", uri="") for path, text in request.context]
+    return comment_block(chunks, request.language_id)
 
 
 def choice_text(choice: Mapping[str, Any]) -> str:
@@ -128,11 +137,15 @@ class Completions:
         """What one million tokens cost with ``model``."""
         return self._price
 
+    def prompt_text(self, request: FimRequest) -> str:
+        """The prompt: other files' code framed as comments, then the text before the cursor."""
+        return context_block(request) + request.prefix
+
     def body(self, request: FimRequest) -> dict[str, Any]:
         """The JSON body for ``request``."""
         body: dict[str, Any] = {
             "model": request.model,
-            "prompt": request.prefix,
+            "prompt": self.prompt_text(request),
             "suffix": request.suffix or None,
             "max_tokens": request.max_tokens,
             "stop": list(request.stop[:MAX_STOPS]) or None,
