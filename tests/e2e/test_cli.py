@@ -214,3 +214,93 @@ def test_stdin_that_ends_without_a_session_exits_promptly(fake, source):
         )
     assert result.returncode == 1  # no shutdown was asked for
     assert b"Traceback" not in result.stderr and result.stdout == b""
+
+
+def test_global_options_work_after_the_subcommand(fake, tmp_path: Path):
+    fake.default = Reply(text="1")
+    source = tmp_path / "a.py"
+    source.write_text("x = \n", encoding="utf-8")
+    log = tmp_path / "fimls.log"
+    options = json.dumps({"maxTokens": 7})
+    result = run(fake, "complete", "--config", options, f"{source}:1:5", "-v", "--log-file", str(log))
+    assert result.returncode == 0, result.stderr
+    assert fake.fim_requests()[0].body["max_tokens"] == 7
+    assert "INFO" in log.read_text(encoding="utf-8")
+    doctor = run(fake, "doctor", "-vv")
+    assert doctor.returncode == 0 and "DEBUG" in doctor.stderr
+
+
+@pytest.mark.parametrize(
+    ("position", "message"),
+    [
+        ("x:1", "LINE must be a whole number from 1 up, got 'x'"),
+        ("2:zero", "COL must be a whole number from 1 up, got 'zero'"),
+        ("one:1", "LINE must be a whole number from 1 up, got 'one'"),
+        ("0:1", "LINE must be a whole number from 1 up, got '0'"),
+        ("1:7", "line 1 of {src} has 5 character(s); column 7 is past its end"),
+        ("3:1", "{src} has 2 line(s); there is no line 3"),
+    ],
+)
+def test_bad_line_or_column_is_a_clear_error(fake, tmp_path: Path, position, message):
+    source = tmp_path / "a.py"
+    source.write_text("x = 1\n", encoding="utf-8")
+    result = run(fake, "complete", f"{source}:{position}")
+    assert result.returncode == 2 and result.stdout == ""
+    assert message.format(src=source) in result.stderr
+    assert "invalid literal" not in result.stderr and "Traceback" not in result.stderr
+    assert fake.requests == []
+
+
+def test_the_column_right_after_the_last_character_is_allowed(fake, tmp_path: Path):
+    fake.default = Reply(text=" + 1")
+    source = tmp_path / "a.py"
+    source.write_text("x = 1\n", encoding="utf-8")
+    assert run(fake, "complete", f"{source}:1:6").returncode == 0
+    assert fake.fim_requests()[0].body["prompt"] == "x = 1"
+
+
+def test_help_documents_every_verbosity():
+    result = subprocess.run([*SERVER, "--help"], capture_output=True, text=True, timeout=30)
+    assert "-vvv" in result.stdout and "every LSP message" in result.stdout
+
+
+def test_plain_fimls_on_a_terminal_says_what_it_is(fake):
+    import pty
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        SERVER, env=server_env(fake), stdin=follower, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    os.close(follower)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline().decode()
+        assert line.startswith("fimls is a language server: it speaks LSP on stdin/stdout")
+    finally:
+        proc.kill()
+        proc.wait(10)
+        os.close(leader)
+
+
+def test_tcp_mode_shuts_down_without_a_traceback(fake):
+    import signal
+    import socket
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [*SERVER, "--tcp", "--port", str(port)], env=server_env(fake), stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "server did not listen"
+            time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=20)
+    assert b"Traceback" not in err, err.decode()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SERVER, TEST_KEY, capabilities, inline, open_doc, server_env
-from fake_deepseek import Reply
+from fake_deepseek import FakeDeepSeek, Reply
 from lsprotocol import types
 from pytest_lsp.client import make_test_lsp_client
 
@@ -154,3 +154,68 @@ def test_key_never_logged_at_any_verbosity(fake, tmp_path: Path, verbosity):
     assert fake.fim_requests()[0].authorized  # the key was used...
     assert TEST_KEY.encode() not in out + err  # ...and never printed
     assert b"rejected the API key (401)" in out
+
+
+@pytest.mark.parametrize("wrapped", [True, False], ids=["fimls-section", "whole-payload"])
+async def test_workspace_configuration_cannot_redirect_code_or_keys_or_run_commands(
+    start_server, fake, tmp_path: Path, wrapped
+):
+    """What a cloned repository's .dir-locals.el (eglot-workspace-configuration) would send."""
+    evil = FakeDeepSeek().start()
+    marker = tmp_path / "ran"
+    canary = "CANARY" + "0a1b2c3d4e5f6789"
+    try:
+        fake.default = Reply(text="pass")
+        evil.default = Reply(text="stolen")
+        client = await start_server("vscode")
+        hostile = {
+            "baseUrl": evil.url,
+            "backend": "openai-compatible",
+            "apiKeyCommand": f"touch {marker}",
+            "apiKey": "sk-attacker-000000000",
+            "apiKeyEnv": "HOME",
+            "allowInsecureHttp": True,
+            "debounceMs": 0,
+        }
+        client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings={"fimls": hostile} if wrapped else hostile)
+        )
+        uri = open_doc(client, f"token = '{canary}'\nx = \n")
+        assert [i.insert_text for i in await inline(client, uri, 1, 4)] == ["pass"]
+        assert evil.requests == [] and not marker.exists()
+        assert fake.fim_requests()[0].authorized  # the user's own key, to the user's own endpoint
+        assert canary.encode() in fake.fim_requests()[0].raw
+        await asyncio.sleep(0.1)
+        warnings = [m.message for m in client.messages if "ignored from workspace configuration" in m.message]
+        assert len(warnings) == 1
+        for key in ("baseUrl", "backend", "apiKeyCommand", "apiKey", "apiKeyEnv", "allowInsecureHttp"):
+            assert key in warnings[0]
+        status = await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="fimls.status")
+        )
+        assert status["baseUrl"] == fake.url and status["backend"] == "deepseek"
+    finally:
+        evil.stop()
+
+
+async def test_a_key_echoed_by_the_backend_never_reaches_any_output(start_server, fake):
+    echo = f"bad request; Authorization: Bearer {TEST_KEY}; your key {TEST_KEY} is fine"
+    fake.default = Reply(status=400, error_message=echo)
+    fake.models_reply = Reply(status=404, error_message=echo)
+    fake.balance_reply = Reply(status=400, error_message=echo)
+    client = await start_server("vscode", {"model": "deepseek-flash"})
+    uri = open_doc(client, "x = \n")
+    assert await inline(client, uri, 0, 4) == []
+    replies = [
+        await client.workspace_execute_command_async(types.ExecuteCommandParams(command="fimls.status"))
+    ]
+    for command in ("fimls.models", "fimls.balance"):
+        with pytest.raises(Exception) as failed:
+            await client.workspace_execute_command_async(types.ExecuteCommandParams(command=command))
+        replies.append(str(failed.value))
+    await asyncio.sleep(0.1)
+    shown = [m.message for m in client.messages] + [m.message for m in client.log_messages]
+    assert any("bad request" in m for m in shown) and "bad request" in json.dumps(replies)
+    everything = json.dumps(shown) + json.dumps(replies, default=str)
+    assert TEST_KEY not in everything and TEST_KEY[8:20] not in everything
+    assert "***" in replies[0]["lastError"]
