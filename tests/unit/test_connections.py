@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 import trustme
+from fake_proxy import FakeProxy
 
 from fimls.backends import FimRequest, Finish, NetworkError, build
 from fimls.config import parse_settings
@@ -305,68 +306,23 @@ async def test_ipv6_loopback():
     assert text == "ok" and server.connections == 1
 
 
-class Proxy:
-    """A loopback forward proxy for plain http (absolute-form requests), counting what it forwards."""
-
-    def __init__(self) -> None:
-        self.targets: list[bytes] = []
-        self.server: asyncio.Server | None = None
-
-    async def __aenter__(self) -> Proxy:
-        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                head, body = await read_request(reader)
-                method, target, _ = head.split(b"\r\n")[0].split(b" ")
-                self.targets.append(target)
-                host_port = target.split(b"/")[2].decode()
-                host, port = host_port.rsplit(":", 1)
-                upstream_reader, upstream_writer = await asyncio.open_connection(host, int(port))
-                path = b"/" + b"/".join(target.split(b"/")[3:])
-                rest = head.split(b"\r\n", 1)[1]
-                upstream_writer.write(b"%s %s HTTP/1.1\r\n" % (method, path) + rest + body)
-                await upstream_writer.drain()
-                writer.write(await upstream_reader.read(1 << 20))
-                await writer.drain()
-                upstream_writer.close()
-            finally:
-                writer.close()
-
-        self.server = await asyncio.start_server(serve, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.server is not None
-        self.server.close()
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
-
-
 async def test_a_proxy_from_the_environment_carries_the_request(monkeypatch):
-    async def one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(
-            answer("via proxy").replace(b"HTTP/1.1 200 OK\r\n", b"HTTP/1.1 200 OK\r\nConnection: close\r\n")
-        )
-        await writer.drain()
-
-    async with Server(one) as server, Proxy() as proxy:
-        monkeypatch.setenv("HTTP_PROXY", proxy.url)
-        url = f"http://127.0.0.1:{server.port}"
-        text, _ = await complete(backend_at(url + "/beta"), fim_request(False))
-    assert text == "via proxy"
-    assert proxy.targets == [f"{url}/beta/completions".encode()]
-    assert server.connections == 1  # through the proxy's own connection
+    async with Server(keep_alive()) as server:
+        with FakeProxy() as proxy:
+            monkeypatch.setenv("HTTP_PROXY", proxy.url)
+            url = f"http://127.0.0.1:{server.port}"
+            text, _ = await complete(backend_at(url + "/beta"), fim_request(False))
+    assert text == "ok"
+    assert [(r.method, r.target) for r in proxy.requests] == [("POST", f"{url}/beta/completions")]
 
 
 async def test_no_proxy_bypasses_the_proxy(monkeypatch):
-    async with Server(keep_alive()) as server, Proxy() as proxy:
-        monkeypatch.setenv("HTTP_PROXY", proxy.url)
-        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-        text, _ = await complete(backend_at(f"http://127.0.0.1:{server.port}/beta"), fim_request(False))
-    assert text == "ok" and proxy.targets == [] and server.connections == 1
+    async with Server(keep_alive()) as server:
+        with FakeProxy() as proxy:
+            monkeypatch.setenv("HTTP_PROXY", proxy.url)
+            monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+            text, _ = await complete(backend_at(f"http://127.0.0.1:{server.port}/beta"), fim_request(False))
+    assert text == "ok" and proxy.requests == [] and server.connections == 1
 
 
 async def test_a_proxy_that_refuses_is_reported_as_such(monkeypatch):
