@@ -127,6 +127,10 @@ class Engine:
             "api_key_command",
             "max_retries",
             "allow_insecure_http",
+            "template",
+            "template_stop",
+            "price_per_million_tokens",
+            "routing_id",
         )
         if any(getattr(old, name) != getattr(settings, name) for name in backend_fields):
             self._retire(self.backend)
@@ -197,17 +201,21 @@ class Engine:
         try:
             return await asyncio.wait_for(self.model(), timeout)
         except TimeoutError:
-            logger.warning("listing models is slow; using %s for now", FALLBACK_MODEL)
-            return FALLBACK_MODEL
+            logger.warning("listing models is slow; using %s for now", self._fallback_model)
+            return self._fallback_model
+
+    @property
+    def _fallback_model(self) -> str:
+        return self.backend.default_model or FALLBACK_MODEL
 
     async def _resolve_model(self) -> str:
         configured = self.settings.model
         if self.key_problem or self.backend.refusal:
-            return configured or FALLBACK_MODEL
+            return configured or self._fallback_model
         try:
             self.available_models = await asyncio.wait_for(self.backend.models(), 10)
         except (BackendError, TimeoutError) as error:
-            chosen = configured or FALLBACK_MODEL
+            chosen = configured or self._fallback_model
             logger.warning("could not list models (%s); using %s", error or "timed out", chosen)
             return chosen
         if configured:
@@ -218,7 +226,7 @@ class Engine:
                     ", ".join(self.available_models) or "none",
                 )
             return configured
-        chosen = self.backend.choose_model(self.available_models) or FALLBACK_MODEL
+        chosen = self.backend.choose_model(self.available_models) or self._fallback_model
         logger.info("using model %s (available: %s)", chosen, ", ".join(self.available_models))
         return chosen
 

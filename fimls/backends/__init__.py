@@ -24,8 +24,10 @@ from fimls.backends.base import (
     Event,
     FimRequest,
     Finish,
+    HttpBackend,
     InsecureError,
     NetworkError,
+    Options,
     Price,
     ProtocolError,
     RateLimitError,
@@ -33,9 +35,12 @@ from fimls.backends.base import (
     ServerError,
     Usage,
 )
+from fimls.backends.codestral import Codestral
 from fimls.backends.deepseek import DeepSeek
 from fimls.backends.http import Http
-from fimls.backends.openai import Completions, strip_tails
+from fimls.backends.llamacpp import LlamaCpp
+from fimls.backends.ollama import Ollama
+from fimls.backends.openai import Completions, Raw, strip_tails
 from fimls.config import BackendKind, Settings
 from fimls.urls import insecure_reason, public_url
 
@@ -53,6 +58,7 @@ __all__ = [
     "Finish",
     "InsecureError",
     "NetworkError",
+    "Options",
     "Price",
     "ProtocolError",
     "RateLimitError",
@@ -69,18 +75,30 @@ class Kind:
     """What differs between backends before any request: defaults and the module to use."""
 
     display: str
-    factory: type[Completions]
+    factory: type[HttpBackend]
     base_url: str
     key_env: str
     needs_key: bool
 
+
+_RAW = Kind(
+    "OpenAI-compatible server (raw FIM prompts)", Raw, "http://127.0.0.1:8000", "FIMLS_API_KEY", False
+)
 
 KINDS: dict[BackendKind, Kind] = {
     BackendKind.DEEPSEEK: Kind("DeepSeek", DeepSeek, "https://api.deepseek.com", "DEEPSEEK_API_KEY", True),
     BackendKind.OPENAI_COMPATIBLE: Kind(
         "OpenAI-compatible server", Completions, "http://127.0.0.1:8000", "FIMLS_API_KEY", False
     ),
+    BackendKind.OLLAMA: Kind("Ollama", Ollama, "http://127.0.0.1:11434", "FIMLS_API_KEY", False),
+    BackendKind.LLAMACPP: Kind("llama.cpp server", LlamaCpp, "http://127.0.0.1:8012", "FIMLS_API_KEY", False),
+    BackendKind.CODESTRAL: Kind(
+        "Codestral", Codestral, "https://codestral.mistral.ai", "CODESTRAL_API_KEY", True
+    ),
+    BackendKind.RAW: _RAW,
+    BackendKind.VLLM: _RAW,
 }
+"""Per backend: display name, module class, base URL, key variable, whether a key is needed."""
 
 
 def kind_of(settings: Settings) -> Kind:
@@ -168,4 +186,16 @@ def build(
         http,
         has_key=bool(key),
         refusal=insecure_reason(root, settings.allow_insecure_http),
+        options=options_of(settings),
+    )
+
+
+def options_of(settings: Settings) -> Options:
+    """What the settings say about requests."""
+    price = settings.price_per_million_tokens
+    return Options(
+        template=settings.template,
+        template_stop=tuple(settings.template_stop or ()),
+        price=None if price is None else Price(price.input, price.cached_input, price.output),
+        routing_id=settings.routing_id,
     )
