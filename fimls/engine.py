@@ -219,7 +219,7 @@ class Engine:
             logger.warning("could not list models (%s); using %s", error or "timed out", chosen)
             return chosen
         if configured:
-            if configured not in self.available_models:
+            if not self.backend.lists(configured, self.available_models):
                 logger.warning(
                     "model %r is not listed by the backend (available: %s)",
                     configured,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from fimls import log
+from fimls.backends import codestral, deepseek, llamacpp, ollama, openai
 from fimls.backends.base import (
     AuthError,
     Backend,
@@ -70,6 +71,10 @@ __all__ = [
 ]
 
 
+FIMLS_KEY_ENV = "FIMLS_API_KEY"
+"""Where the self-hosted backends find a key, when their server wants one."""
+
+
 @attrs.frozen
 class Kind:
     """What differs between backends before any request: defaults and the module to use."""
@@ -81,20 +86,16 @@ class Kind:
     needs_key: bool
 
 
-_RAW = Kind(
-    "OpenAI-compatible server (raw FIM prompts)", Raw, "http://127.0.0.1:8000", "FIMLS_API_KEY", False
-)
+_RAW = Kind("OpenAI-compatible server (raw FIM prompts)", Raw, openai.DEFAULT_BASE_URL, FIMLS_KEY_ENV, False)
 
 KINDS: dict[BackendKind, Kind] = {
-    BackendKind.DEEPSEEK: Kind("DeepSeek", DeepSeek, "https://api.deepseek.com", "DEEPSEEK_API_KEY", True),
+    BackendKind.DEEPSEEK: Kind("DeepSeek", DeepSeek, deepseek.DEFAULT_BASE_URL, deepseek.KEY_ENV, True),
     BackendKind.OPENAI_COMPATIBLE: Kind(
-        "OpenAI-compatible server", Completions, "http://127.0.0.1:8000", "FIMLS_API_KEY", False
+        "OpenAI-compatible server", Completions, openai.DEFAULT_BASE_URL, FIMLS_KEY_ENV, False
     ),
-    BackendKind.OLLAMA: Kind("Ollama", Ollama, "http://127.0.0.1:11434", "FIMLS_API_KEY", False),
-    BackendKind.LLAMACPP: Kind("llama.cpp server", LlamaCpp, "http://127.0.0.1:8012", "FIMLS_API_KEY", False),
-    BackendKind.CODESTRAL: Kind(
-        "Codestral", Codestral, "https://codestral.mistral.ai", "CODESTRAL_API_KEY", True
-    ),
+    BackendKind.OLLAMA: Kind("Ollama", Ollama, ollama.DEFAULT_BASE_URL, FIMLS_KEY_ENV, False),
+    BackendKind.LLAMACPP: Kind("llama.cpp server", LlamaCpp, llamacpp.DEFAULT_BASE_URL, FIMLS_KEY_ENV, False),
+    BackendKind.CODESTRAL: Kind("Codestral", Codestral, codestral.DEFAULT_BASE_URL, codestral.KEY_ENV, True),
     BackendKind.RAW: _RAW,
     BackendKind.VLLM: _RAW,
 }

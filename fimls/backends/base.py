@@ -234,6 +234,10 @@ class Backend(Protocol):
         """The model to use when none is configured, or ``None`` to ask the user."""
         ...
 
+    def lists(self, model: str, available: list[str]) -> bool:
+        """Whether ``available`` holds ``model`` under one of its names."""
+        ...
+
     async def diagnose(self, model: str) -> list[Check]:
         """Backend-specific checks for ``fimls doctor`` (beyond listing models and one FIM call)."""
         ...
@@ -331,6 +335,10 @@ class HttpBackend(abc.ABC):
     def choose_model(self, available: list[str]) -> str | None:
         """The only model served, when there is exactly one."""
         return available[0] if len(available) == 1 else None
+
+    def lists(self, model: str, available: list[str]) -> bool:
+        """Whether ``available`` holds ``model``."""
+        return model in available
 
     async def diagnose(self, model: str) -> list[Check]:
         """No checks beyond listing models and one FIM call."""

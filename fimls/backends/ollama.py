@@ -258,6 +258,10 @@ class Ollama(HttpBackend):
             raise ProtocolError(f"{self.label}: GET {self.models_path} returned no model list")
         return [str(item["name"]) for item in items if isinstance(item, Mapping) and "name" in item]
 
+    def lists(self, model: str, available: list[str]) -> bool:
+        """Whether ``model`` is installed: a name without a tag means ``:latest``, as Ollama reads it."""
+        return model in available or (":" not in model and f"{model}:latest" in available)
+
     def choose_model(self, available: list[str]) -> str | None:
         """The first installed model of a known FIM family (a base model first), else the only one."""
         known = [m for m in available if templates.guess_family(m) is not None]

@@ -37,6 +37,8 @@ from fimls.backends.http import decode_event, error_detail, sse_data
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+"""vLLM's port (SGLang's is 30000, TGI's container 8080: set ``baseUrl``)."""
 MAX_STOPS = 16
 ROUTING_HEADER = "X-User-Id"
 """The session header vLLM production-stack's router is configured with in its own examples

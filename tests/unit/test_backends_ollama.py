@@ -267,3 +267,10 @@ async def test_a_template_changed_since_show_is_detected_again_and_the_request_s
     assert answers.paths() == ["POST /api/show", "POST /api/generate", "POST /api/show", "POST /api/generate"]
     assert "suffix" in answers.bodies()[1] and answers.bodies()[3]["raw"] is True
     await backend.aclose()
+
+
+def test_a_name_without_a_tag_is_listed_as_latest():
+    backend = make(settings(), key=None)
+    assert backend.lists("qwen2.5-coder", ["qwen2.5-coder:latest"])
+    assert backend.lists(CODER, [CODER]) and not backend.lists(CODER, ["qwen2.5-coder:latest"])
+    assert not make({"backend": "raw"}).lists("qwen2.5-coder", ["qwen2.5-coder:latest"])
