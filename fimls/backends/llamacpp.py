@@ -44,7 +44,7 @@ from fimls.backends.base import (
 from fimls.backends.http import decode_event, error_detail, sse_data
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8012"
-"""The port llama.vim and the --fim-qwen-* presets use (llama-server alone defaults to 8080)."""
+"""llama.vim's port (llama-server listens on 8080 unless given --port)."""
 NO_FIM_HINT = (
     "the loaded model has no FIM tokens, so /infill cannot work; start llama-server with a FIM model, "
     "e.g. llama-server --fim-qwen-1.5b-default"

@@ -105,7 +105,7 @@ async def test_ghost_text_and_cancellation(start_server, fake, name):
 async def test_an_early_answer_arrives_while_the_stream_goes_on(start_server, fake, name):
     fake.default = Reply(text=BODY)
     fake.first_token, fake.token_rate = 0.05, 10.0  # 24 tokens: about 2.4 s for the whole answer
-    client, _ = await start(start_server, fake, name)
+    client, _ = await start(start_server, fake, name, earlyAnswerMs=2000)  # whole lines, not words
     uri = open_doc(client, "def total(items):\n")
     started = time.monotonic()
     [item] = await inline(client, uri, 1, 0)
