@@ -3,8 +3,9 @@ the error class, a message naming the backend and its URL and the server's words
 
 from __future__ import annotations
 
+import httpx
 import pytest
-from backend_kit import KEY, make, request, run
+from backend_kit import KEY, Recorder, make, request, run
 from fake_deepseek import FakeDeepSeek, Reply
 
 from fimls import log
@@ -70,4 +71,14 @@ async def test_a_stream_cut_mid_answer_is_an_error_everywhere(setup):
         await run(backend, request(model=model, stream=True))
     assert str(caught.value).startswith(f"cannot reach {display} at {fake.url} (POST {backend.path})")
     assert str(caught.value).endswith("the connection broke off in the middle of an answer")
+    await backend.aclose()
+
+
+async def test_a_used_up_quota_is_a_balance_problem_not_a_rate_limit():
+    quota = {"error": {"message": "You exceeded your current quota.", "type": "insufficient_quota"}}
+    answers = Recorder(httpx.Response(429, json=quota))
+    backend = make({"backend": "openai-compatible", "maxRetries": 2}, answers)
+    with pytest.raises(BalanceError, match=r"insufficient balance or quota \(429\)"):
+        await run(backend, request())
+    assert len(answers.requests) == 1  # not retried
     await backend.aclose()
