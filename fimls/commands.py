@@ -156,7 +156,7 @@ async def _check_models(engine: Engine, settings: Settings, report: _Report) -> 
         except BackendError as error:
             report(False, what, str(error))
             return model
-    listed = model in available
+    listed = engine.backend.lists(model, available)
     report(
         listed,
         what,

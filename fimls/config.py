@@ -14,6 +14,8 @@ from __future__ import annotations
 import enum
 import json
 import os
+import re
+import string
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -63,6 +65,70 @@ def _range(low: float, high: float) -> Any:
     return check
 
 
+TEMPLATE_FAMILIES = ("deepseek", "qwen", "starcoder", "codellama", "codestral")
+"""Model families whose raw FIM templates fimls knows (``fimls.backends.templates``)."""
+
+
+def _template(_inst: object, _attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is None or value in TEMPLATE_FAMILIES:
+        return
+    try:
+        fields = [
+            (name, spec, conv) for _, name, spec, conv in string.Formatter().parse(value) if name is not None
+        ]
+    except ValueError as exc:
+        raise ValueError(f"not a format string ({exc}); write a literal brace as {{{{ or }}}}") from None
+    names = [name for name, _, _ in fields]
+    if any(name not in ("prefix", "suffix") or spec or conv for name, spec, conv in fields) or sorted(
+        names
+    ) != [
+        "prefix",
+        "suffix",
+    ]:
+        raise ValueError(
+            "expected one of "
+            + ", ".join(TEMPLATE_FAMILIES)
+            + ", or a format string with {prefix} and {suffix} "
+            "once each and no other fields"
+        )
+
+
+def _stops(_inst: object, _attribute: attrs.Attribute[Any], value: list[str] | None) -> None:
+    if value is not None and (len(value) > 16 or not all(value)):
+        raise ValueError("expected at most 16 non-empty strings")
+
+
+def _routing_id(_inst: object, _attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None and not re.fullmatch(r"[\x21-\x7e]{1,200}", value):
+        raise ValueError("expected 1 to 200 visible ASCII characters (it is sent as an HTTP header)")
+
+
+@attrs.frozen
+class TokenPrice:
+    """USD per million tokens: prompt tokens, prompt tokens served from the prompt cache, output."""
+
+    input: float = attrs.field(validator=_non_negative)
+    cached_input: float = attrs.field(validator=_non_negative)
+    output: float = attrs.field(validator=_non_negative)
+
+
+def _token_price(value: Any) -> TokenPrice:
+    if not isinstance(value, Mapping):
+        raise TypeError('expected an object {"input": n, "cachedInput": n, "output": n}')
+    unknown = sorted(str(k) for k in value if k not in ("input", "cachedInput", "output"))
+    if unknown:
+        raise ValueError("unknown key(s) " + ", ".join(unknown) + "; expected input, cachedInput, output")
+    numbers: dict[str, float] = {}
+    for key in ("input", "cachedInput", "output"):
+        number = value.get(key, value.get("input") if key == "cachedInput" else None)
+        if number is None:
+            raise ValueError(f"{key} is missing")
+        if not isinstance(number, (int, float)) or isinstance(number, bool) or number < 0:
+            raise ValueError(f"{key} must be a number of at least 0")
+        numbers[key] = float(number)
+    return TokenPrice(numbers["input"], numbers["cachedInput"], numbers["output"])
+
+
 @attrs.frozen
 class Settings:
     """Everything a user can configure. Field docstrings are the reference for the README."""
@@ -81,6 +147,20 @@ class Settings:
 
     model: str | None = None
     """Model id. ``null`` picks a FIM-capable model from ``GET /models``."""
+
+    template: str | None = attrs.field(default=None, validator=_template)
+    """Raw FIM template: a family name or a format string with ``{prefix}`` and ``{suffix}``;
+    ``null`` guesses the family from the model name."""
+
+    template_stop: list[str] | None = attrs.field(default=None, validator=_stops)
+    """Extra stop strings for a raw template."""
+
+    price_per_million_tokens: TokenPrice | None = None
+    """USD per million tokens (``input``, ``cachedInput``, ``output``); ``null``: the backend's list
+    price (0 for self-hosted)."""
+
+    routing_id: str | None = attrs.field(default=None, validator=_routing_id)
+    """A stable per-user id for prefix-aware routers (OpenAI ``user`` field, ``X-User-Id`` header)."""
 
     max_tokens: int = attrs.field(default=256, validator=_range(1, FIM_MAX_TOKENS))
     """Output limit for multi-line completions (at most 4096)."""
@@ -187,6 +267,8 @@ def _unstructure(settings: Settings) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, field in _FIELDS.items():
         value = getattr(settings, field.name)
+        if isinstance(value, TokenPrice):
+            value = {"input": value.input, "cachedInput": value.cached_input, "output": value.output}
         out[key] = value.value if isinstance(value, enum.Enum) else value
     return out
 
@@ -292,6 +374,8 @@ def _structure(field: attrs.Attribute[Any], value: Any) -> Any:
         and (not isinstance(value, list) or not all(isinstance(item, str) for item in value))
     ):
         raise TypeError("expected a list of strings")
+    if kind == TokenPrice | None:
+        return None if value is None else _token_price(value)
     if isinstance(kind, type) and issubclass(kind, enum.Enum):
         try:
             return kind(value)

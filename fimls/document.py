@@ -93,6 +93,10 @@ class Snapshot:
     encoding: str = UTF16
     context: tuple[tuple[str, str], ...] = ()
     """Code from other files to send along, as (workspace-relative path, text), in order."""
+    path: str = ""
+    """The document's workspace-relative path (empty outside the workspace)."""
+    repo: str = ""
+    """The name of the workspace folder that holds it."""
 
     def to_client(self, column: int) -> int:
         """Convert a code-point column on the cursor line to client units."""

@@ -127,6 +127,10 @@ class Engine:
             "api_key_command",
             "max_retries",
             "allow_insecure_http",
+            "template",
+            "template_stop",
+            "price_per_million_tokens",
+            "routing_id",
         )
         if any(getattr(old, name) != getattr(settings, name) for name in backend_fields):
             self._retire(self.backend)
@@ -197,28 +201,32 @@ class Engine:
         try:
             return await asyncio.wait_for(self.model(), timeout)
         except TimeoutError:
-            logger.warning("listing models is slow; using %s for now", FALLBACK_MODEL)
-            return FALLBACK_MODEL
+            logger.warning("listing models is slow; using %s for now", self._fallback_model)
+            return self._fallback_model
+
+    @property
+    def _fallback_model(self) -> str:
+        return self.backend.default_model or FALLBACK_MODEL
 
     async def _resolve_model(self) -> str:
         configured = self.settings.model
         if self.key_problem or self.backend.refusal:
-            return configured or FALLBACK_MODEL
+            return configured or self._fallback_model
         try:
             self.available_models = await asyncio.wait_for(self.backend.models(), 10)
         except (BackendError, TimeoutError) as error:
-            chosen = configured or FALLBACK_MODEL
+            chosen = configured or self._fallback_model
             logger.warning("could not list models (%s); using %s", error or "timed out", chosen)
             return chosen
         if configured:
-            if configured not in self.available_models:
+            if not self.backend.lists(configured, self.available_models):
                 logger.warning(
                     "model %r is not listed by the backend (available: %s)",
                     configured,
                     ", ".join(self.available_models) or "none",
                 )
             return configured
-        chosen = self.backend.choose_model(self.available_models) or FALLBACK_MODEL
+        chosen = self.backend.choose_model(self.available_models) or self._fallback_model
         logger.info("using model %s (available: %s)", chosen, ", ".join(self.available_models))
         return chosen
 
@@ -271,6 +279,8 @@ class Engine:
             stream=s.stream,
             context=snap.context,
             language_id=snap.language_id,
+            path=snap.path,
+            repo=snap.repo,
         )
 
     def _blocked(self) -> bool:

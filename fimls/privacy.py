@@ -421,6 +421,12 @@ class PrivacyGate:
 
     def relative_path(self, target: str | Path) -> str | None:
         """``target``'s posix path relative to the innermost folder that contains it, for display."""
+        found = self.locate(target)
+        return None if found is None else found[0]
+
+    def locate(self, target: str | Path) -> tuple[str, str] | None:
+        """``target``'s posix path relative to the innermost folder that contains it, and that
+        folder's name; ``None`` outside every folder."""
         path = self._local_path(target)
         if path is None:
             return None
@@ -428,7 +434,7 @@ class PrivacyGate:
             for folder in reversed(self._folders):
                 relative = folder.contains(candidate)
                 if relative is not None:
-                    return relative
+                    return relative, Path(folder.real).name
         return None
 
     # -- internals -----------------------------------------------------------

@@ -68,6 +68,8 @@ class FimlsServer(LanguageServer):
         self.privacy = PrivacyGate(on_problem=self._privacy_problem)
         self.context = ContextBuilder(self.documents, self.privacy)
         self.blocked: dict[str, str | None] = {}
+        self.places: dict[str, tuple[str, str]] = {}
+        """Each document's workspace-relative path and folder name (found once)."""
 
     # -- transports ----------------------------------------------------------------
 
@@ -192,7 +194,10 @@ class FimlsServer(LanguageServer):
             anchor=s.prompt_anchor_lines,
         )
         chunks = self.context.chunks_for(uri, snap.line)
-        return attrs.evolve(snap, context=tuple((c.path, c.text) for c in chunks)) if chunks else snap
+        if uri not in self.places:
+            self.places[uri] = self.privacy.locate(uri) or ("", "")
+        path, repo = self.places[uri]
+        return attrs.evolve(snap, context=tuple((c.path, c.text) for c in chunks), path=path, repo=repo)
 
     def is_blocked(self, doc: Document) -> bool:
         """Whether the privacy gate forbids sending ``doc`` (asked every time; the gate caches)."""
@@ -314,6 +319,7 @@ def create_server(transport: httpx.AsyncBaseTransport | None = None) -> FimlsSer
         event = params.event
         ls.privacy.change_folders([f.uri for f in event.added], [f.uri for f in event.removed])
         ls.context.invalidate()
+        ls.places.clear()
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: FimlsServer, params: types.DidOpenTextDocumentParams) -> None:
@@ -352,6 +358,7 @@ def create_server(transport: httpx.AsyncBaseTransport | None = None) -> FimlsSer
         uri = params.text_document.uri
         ls.documents.pop(uri, None)
         ls.blocked.pop(uri, None)
+        ls.places.pop(uri, None)
         ls.context.closed(uri)
         ls.scheduler.forget(uri)
         if ls.engine is not None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from fimls import log
+from fimls.backends import codestral, deepseek, llamacpp, ollama, openai
 from fimls.backends.base import (
     AuthError,
     Backend,
@@ -24,8 +25,10 @@ from fimls.backends.base import (
     Event,
     FimRequest,
     Finish,
+    HttpBackend,
     InsecureError,
     NetworkError,
+    Options,
     Price,
     ProtocolError,
     RateLimitError,
@@ -33,9 +36,12 @@ from fimls.backends.base import (
     ServerError,
     Usage,
 )
+from fimls.backends.codestral import Codestral
 from fimls.backends.deepseek import DeepSeek
 from fimls.backends.http import Http
-from fimls.backends.openai import Completions, strip_tails
+from fimls.backends.llamacpp import LlamaCpp
+from fimls.backends.ollama import Ollama
+from fimls.backends.openai import Completions, Raw, strip_tails
 from fimls.config import BackendKind, Settings
 from fimls.urls import insecure_reason, public_url
 
@@ -53,6 +59,7 @@ __all__ = [
     "Finish",
     "InsecureError",
     "NetworkError",
+    "Options",
     "Price",
     "ProtocolError",
     "RateLimitError",
@@ -64,23 +71,35 @@ __all__ = [
 ]
 
 
+FIMLS_KEY_ENV = "FIMLS_API_KEY"
+"""Where the self-hosted backends find a key, when their server wants one."""
+
+
 @attrs.frozen
 class Kind:
     """What differs between backends before any request: defaults and the module to use."""
 
     display: str
-    factory: type[Completions]
+    factory: type[HttpBackend]
     base_url: str
     key_env: str
     needs_key: bool
 
 
+_RAW = Kind("OpenAI-compatible server (raw FIM prompts)", Raw, openai.DEFAULT_BASE_URL, FIMLS_KEY_ENV, False)
+
 KINDS: dict[BackendKind, Kind] = {
-    BackendKind.DEEPSEEK: Kind("DeepSeek", DeepSeek, "https://api.deepseek.com", "DEEPSEEK_API_KEY", True),
+    BackendKind.DEEPSEEK: Kind("DeepSeek", DeepSeek, deepseek.DEFAULT_BASE_URL, deepseek.KEY_ENV, True),
     BackendKind.OPENAI_COMPATIBLE: Kind(
-        "OpenAI-compatible server", Completions, "http://127.0.0.1:8000", "FIMLS_API_KEY", False
+        "OpenAI-compatible server", Completions, openai.DEFAULT_BASE_URL, FIMLS_KEY_ENV, False
     ),
+    BackendKind.OLLAMA: Kind("Ollama", Ollama, ollama.DEFAULT_BASE_URL, FIMLS_KEY_ENV, False),
+    BackendKind.LLAMACPP: Kind("llama.cpp server", LlamaCpp, llamacpp.DEFAULT_BASE_URL, FIMLS_KEY_ENV, False),
+    BackendKind.CODESTRAL: Kind("Codestral", Codestral, codestral.DEFAULT_BASE_URL, codestral.KEY_ENV, True),
+    BackendKind.RAW: _RAW,
+    BackendKind.VLLM: _RAW,
 }
+"""Per backend: display name, module class, base URL, key variable, whether a key is needed."""
 
 
 def kind_of(settings: Settings) -> Kind:
@@ -168,4 +187,16 @@ def build(
         http,
         has_key=bool(key),
         refusal=insecure_reason(root, settings.allow_insecure_http),
+        options=options_of(settings),
+    )
+
+
+def options_of(settings: Settings) -> Options:
+    """What the settings say about requests."""
+    price = settings.price_per_million_tokens
+    return Options(
+        template=settings.template,
+        template_stop=tuple(settings.template_stop or ()),
+        price=None if price is None else Price(price.input, price.cached_input, price.output),
+        routing_id=settings.routing_id,
     )

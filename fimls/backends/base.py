@@ -16,10 +16,16 @@ redacted when the error is built, so no output path can show an echoed key.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import AsyncGenerator, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import attrs
+
+from fimls.context import Chunk, comment_block
+
+if TYPE_CHECKING:
+    from fimls.backends.http import Http
 
 
 class BackendError(Exception):
@@ -27,10 +33,14 @@ class BackendError(Exception):
 
     kind = "error"
 
-    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, status: int | None = None, retry_after: float | None = None, detail: str = ""
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+        self.detail = detail
+        """The server's own words (redacted), for backends that act on them."""
 
 
 class AuthError(BackendError):
@@ -50,9 +60,12 @@ class RequestError(BackendError):
 
     kind = "request"
 
-    def __init__(self, message: str, status: int | None = None, *, model_missing: bool = False) -> None:
-        super().__init__(message, status)
+    def __init__(
+        self, message: str, status: int | None = None, *, model_missing: bool = False, detail: str = ""
+    ) -> None:
+        super().__init__(message, status, detail=detail)
         self.model_missing = model_missing
+        """The model is unknown or cannot do FIM: nothing works until the settings change."""
 
 
 class RateLimitError(BackendError):
@@ -103,6 +116,10 @@ class FimRequest:
     """Code from other files as (workspace-relative path, text), in the order to send."""
     language_id: str = ""
     """The current file's language, for framing ``context`` as comments."""
+    path: str = ""
+    """The current file's workspace-relative path (raw templates with file separators name it)."""
+    repo: str = ""
+    """The workspace folder's name (Qwen2.5-Coder and StarCoder2 put it before the other files)."""
     speculative: bool = attrs.field(default=False, eq=False)
     """Asked ahead of need (prefetch); sent as a header so servers and fakes can tell."""
 
@@ -178,6 +195,8 @@ class Backend(Protocol):
 
     name: str
     """The ``backend`` setting's value, e.g. ``deepseek``."""
+    default_model: str
+    """The model to use when none is configured and the model list does not decide."""
     path: str
     """Where FIM requests go, e.g. ``/beta/completions``."""
     models_path: str
@@ -217,6 +236,10 @@ class Backend(Protocol):
         """The model to use when none is configured, or ``None`` to ask the user."""
         ...
 
+    def lists(self, model: str, available: list[str]) -> bool:
+        """Whether ``available`` holds ``model`` under one of its names."""
+        ...
+
     async def diagnose(self, model: str) -> list[Check]:
         """Backend-specific checks for ``fimls doctor`` (beyond listing models and one FIM call)."""
         ...
@@ -224,3 +247,106 @@ class Backend(Protocol):
     async def aclose(self) -> None:
         """Close connections."""
         ...
+
+
+@attrs.frozen
+class Options:
+    """What the settings say about requests, beyond where they go."""
+
+    template: str | None = None
+    """A raw FIM template: a family name or a format string (``None``: guessed from the model)."""
+    template_stop: tuple[str, ...] = ()
+    """Stop strings added to a raw template's own."""
+    price: Price | None = None
+    """The configured price (``None``: the backend's list price)."""
+    routing_id: str | None = None
+    """A stable per-user id for prefix-aware routers, where the wire format has a place for it."""
+
+
+def merge_stops(*groups: tuple[str, ...] | list[str], limit: int = 16) -> list[str]:
+    """Stop strings without repeats, in order, at most ``limit`` (the request's own come first)."""
+    seen: list[str] = []
+    for group in groups:
+        for stop in group:
+            if stop and stop not in seen:
+                seen.append(stop)
+    return seen[:limit]
+
+
+class HttpBackend(abc.ABC):
+    """What every backend class shares: its HTTP client, key state, options, price and names."""
+
+    name: str
+    path: str
+    models_path: str
+    url_tails: tuple[str, ...] = ()
+    """API paths a user may paste with the base URL; stripped."""
+    default_model: str = ""
+    list_price: ClassVar[Price] = Price()
+    """USD per million tokens when no price is configured (0 for self-hosted engines)."""
+    max_tokens_cap: ClassVar[int | None] = None
+    """The most output tokens the engine accepts in one FIM request, where it documents a cap."""
+
+    def __init__(
+        self, http: Http, *, has_key: bool, refusal: str | None, options: Options | None = None
+    ) -> None:
+        self.http = http
+        self.has_key = has_key
+        self.refusal = refusal
+        self.options = options or Options()
+
+    @property
+    def label(self) -> str:
+        """How messages name this backend, e.g. ``Ollama at http://127.0.0.1:11434``."""
+        return self.http.label
+
+    @property
+    def url(self) -> str:
+        """The base URL without credentials, for display."""
+        return self.http.public
+
+    def price(self, model: str) -> Price:
+        """What a million tokens cost with ``model``: the configured price, else the list price."""
+        return self.options.price if self.options.price is not None else self.list_price
+
+    def max_tokens(self, request: FimRequest) -> int:
+        """``request.max_tokens`` within the engine's cap."""
+        cap = self.max_tokens_cap
+        return request.max_tokens if cap is None else max(1, min(request.max_tokens, cap))
+
+    def prompt_text(self, request: FimRequest) -> str:
+        """The prompt a suffix-field API gets (DeepSeek, OpenAI-compatible, Ollama, Codestral):
+        context from other files framed as comments of ``request.language_id``, then the text
+        before the cursor."""
+        if not request.context:
+            return request.prefix
+        chunks = [Chunk(path=path, text=text, source="", uri="") for path, text in request.context]
+        return comment_block(chunks, request.language_id) + request.prefix
+
+    def headers(self, request: FimRequest) -> dict[str, str] | None:
+        """Extra request headers: speculative requests say so."""
+        return {"X-Fimls-Speculative": "1"} if request.speculative else None
+
+    @abc.abstractmethod
+    def generate(self, request: FimRequest, deadline: float) -> AsyncGenerator[Event, None]:
+        """Text pieces as they arrive, then one :class:`Finish` (see :class:`Backend`)."""
+
+    @abc.abstractmethod
+    async def models(self) -> list[str]:
+        """Model ids the server offers."""
+
+    def choose_model(self, available: list[str]) -> str | None:
+        """The only model served, when there is exactly one."""
+        return available[0] if len(available) == 1 else None
+
+    def lists(self, model: str, available: list[str]) -> bool:
+        """Whether ``available`` holds ``model``."""
+        return model in available
+
+    async def diagnose(self, model: str) -> list[Check]:
+        """No checks beyond listing models and one FIM call."""
+        return []
+
+    async def aclose(self) -> None:
+        """Close connections."""
+        await self.http.aclose()

@@ -48,10 +48,14 @@ class DeepSeek(Completions):
     path = "/beta/completions"
     models_path = "/models"
     url_tails = ("/completions", "/beta", "/v1")
+    default_model = FALLBACK_MODEL
+    max_tokens_cap = FIM_MAX_TOKENS
+    fallback_to_raw = False
+    sends_routing_id = False  # one account is one cache; there is no router to steer
 
     def price(self, model: str) -> Price:
         """The list price of ``model`` (the configured price wins)."""
-        return self._price if self._price != Price() else PRICES.get(model, DEFAULT_PRICE)
+        return self.options.price if self.options.price is not None else PRICES.get(model, DEFAULT_PRICE)
 
     def choose_model(self, available: list[str]) -> str | None:
         """The best known FIM model among ``available``."""

@@ -90,18 +90,31 @@ def error_detail(body: str) -> str:
     return log.REDACTOR.redact(detail)[:MAX_DETAIL]
 
 
+_QUOTA_WORDS = ("insufficient_quota", "exceeded your current quota", "insufficient balance", "billing")
+
+
 def status_error(
     label: str, status: int, body: str, headers: Mapping[str, str], model: str = ""
 ) -> BackendError:
-    """The :class:`BackendError` for an HTTP error answer, naming the backend and the cause."""
+    """The :class:`BackendError` for an HTTP error answer, naming the backend and the cause.
+
+    Every backend's answers map the same way: 401/403 key, 402 or a used-up quota balance,
+    400/404/422 naming the model an unknown model, 429 rate limit, 5xx failing or overloaded
+    (retried), 501 a request the server cannot do (not retried).
+    """
     detail = error_detail(body)
     said = f": {detail}" if detail else ""
     retry_after = parse_retry_after(headers.get("retry-after"))
     lowered = detail.lower()
+    quota = any(word in body.lower() for word in _QUOTA_WORDS)
+    if status == 402 or (status in (403, 429) and quota):
+        return BalanceError(
+            f"{label}: insufficient balance or quota ({status}); top up to continue{said}",
+            status,
+            detail=detail,
+        )
     if status in (401, 403):
-        return AuthError(f"{label} rejected the API key ({status}){said}", status)
-    if status == 402:
-        return BalanceError(f"{label}: insufficient balance ({status}); top up to continue{said}", status)
+        return AuthError(f"{label} rejected the API key ({status}){said}", status, detail=detail)
     if (
         status in (400, 404, 422)
         and "model" in lowered
@@ -111,14 +124,19 @@ def status_error(
             f"{label} does not know the model {model!r} ({status}){said}; set the model setting",
             status,
             model_missing=True,
+            detail=detail,
         )
     if status == 429:
-        return RateLimitError(f"{label}: rate limit reached (429){said}", status, retry_after)
+        return RateLimitError(f"{label}: rate limit reached (429){said}", status, retry_after, detail=detail)
+    if status == 501:
+        return RequestError(f"{label} cannot do this request (501){said}", status, detail=detail)
     if status >= 500:
-        return ServerError(f"{label}: server error ({status}){said}", status, retry_after)
+        return ServerError(f"{label}: server error ({status}){said}", status, retry_after, detail=detail)
     if 400 <= status < 500:
-        return RequestError(f"{label} rejected the request ({status}){said or ': no detail'}", status)
-    return ProtocolError(f"{label}: unexpected HTTP status {status}", status)
+        return RequestError(
+            f"{label} rejected the request ({status}){said or ': no detail'}", status, detail=detail
+        )
+    return ProtocolError(f"{label}: unexpected HTTP status {status}", status, detail=detail)
 
 
 def _causes(exc: BaseException) -> list[BaseException]:

@@ -1,23 +1,48 @@
-"""OpenAI-style ``/completions`` with ``prompt`` and ``suffix`` fields (SGLang, Ollama's ``/v1``).
+"""OpenAI-style ``/v1/completions``: with a ``suffix`` field (SGLang, Ollama's ``/v1``), or with a raw
+FIM prompt and no ``suffix`` (vLLM, TGI, llama.cpp's ``/v1``: the ``raw`` backend).
 
-DeepSeek's FIM endpoint speaks the same wire format (:mod:`fimls.backends.deepseek` builds on this).
-A streamed answer is SSE with ``choices[0].text`` per event, an optional usage event, and
-``data: [DONE]``; a plain answer is one JSON object, possibly after blank lines.
+DeepSeek's and Codestral's FIM endpoints speak the same format with small differences
+(:mod:`fimls.backends.deepseek`, :mod:`fimls.backends.codestral` build on this). A streamed answer
+is SSE with ``choices[0].text`` per event, an optional usage event, and ``data: [DONE]``; a plain
+answer is one JSON object, possibly after blank lines.
+
+A server that answers 400 to the ``suffix`` field (vLLM: "suffix is not currently supported",
+llama.cpp: "Unsupported param: suffix") is asked again at once with the model family's raw
+template, and gets raw templates for the rest of the session.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
 import httpx
 
-from fimls.backends.base import Check, Event, FimRequest, Finish, Price, ProtocolError, ServerError, Usage
-from fimls.backends.http import Http, decode_event, error_detail, sse_data
-from fimls.context import Chunk, comment_block
+from fimls.backends import templates
+from fimls.backends.base import (
+    Check,
+    Event,
+    FimRequest,
+    Finish,
+    HttpBackend,
+    ProtocolError,
+    RequestError,
+    ServerError,
+    Usage,
+    merge_stops,
+)
+from fimls.backends.http import decode_event, error_detail, sse_data
 
+logger = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+"""vLLM's port (SGLang's is 30000, TGI's container 8080: set ``baseUrl``)."""
 MAX_STOPS = 16
+ROUTING_HEADER = "X-User-Id"
+"""The session header vLLM production-stack's router is configured with in its own examples
+(``routingLogic: session``, ``sessionKey: x-user-id``)."""
 
 
 def strip_tails(url: str, tails: tuple[str, ...]) -> str:
@@ -27,14 +52,6 @@ def strip_tails(url: str, tails: tuple[str, ...]) -> str:
         if url.endswith(tail):
             url = url[: -len(tail)].rstrip("/")
     return url
-
-
-def context_block(request: FimRequest) -> str:
-    """``request.context`` as comments in the current file's language (empty when there is none)."""
-    if not request.context:
-        return ""
-    chunks = [Chunk(path=path, text=text, source="", uri="") for path, text in request.context]
-    return comment_block(chunks, request.language_id)
 
 
 def choice_text(choice: Mapping[str, Any]) -> str:
@@ -100,79 +117,112 @@ def json_completion(raw: str, label: str, text_of: Any = choice_text) -> list[Ev
     return [text_of(choices[0]), Finish(reason if isinstance(reason, str) else None, usage)]
 
 
-class Completions:
-    """A server with an OpenAI-style ``/v1/completions`` that accepts ``suffix``."""
+def rejects_suffix(error: RequestError) -> bool:
+    """Whether a 400 says the server does not take the ``suffix`` field."""
+    return error.status in (400, 422) and "suffix" in error.detail.lower()
+
+
+class Completions(HttpBackend):
+    """A server with an OpenAI-style ``/v1/completions`` that accepts ``suffix`` (until it refuses it)."""
 
     name = "openai-compatible"
     path = "/v1/completions"
     models_path = "/v1/models"
     url_tails: tuple[str, ...] = ("/completions", "/v1")
+    default_model = "Qwen/Qwen2.5-Coder-7B"
+    """Asked for only when the model list is unavailable and no model is configured."""
+    raw = False
+    """Send raw FIM templates instead of the ``suffix`` field."""
+    fallback_to_raw = True
+    """Switch to raw templates when the server refuses ``suffix``."""
+    sends_routing_id = True
 
-    def __init__(
-        self,
-        http: Http,
-        *,
-        has_key: bool,
-        refusal: str | None,
-        price: Price | None = None,
-        routing_id: str | None = None,
-    ) -> None:
-        self.http = http
-        self.has_key = has_key
-        self.refusal = refusal
-        self.routing_id = routing_id
-        self._price = price or Price()
+    def template(self, model: str) -> templates.Template | None:
+        """The raw template for ``model`` (the setting's, else the model family's)."""
+        return templates.resolve(self.options.template, model, self.options.template_stop)
 
-    @property
-    def label(self) -> str:
-        """How messages name this backend."""
-        return self.http.label
-
-    @property
-    def url(self) -> str:
-        """The base URL without credentials, for display."""
-        return self.http.public
-
-    def price(self, model: str) -> Price:
-        """What one million tokens cost with ``model``."""
-        return self._price
-
-    def prompt_text(self, request: FimRequest) -> str:
-        """The prompt: other files' code framed as comments, then the text before the cursor."""
-        return context_block(request) + request.prefix
+    def _template_for(self, model: str, why: str) -> templates.Template:
+        template = self.template(model)
+        if template is None:
+            raise RequestError(
+                f"{self.label}: {why}, and no raw FIM template is known for the model {model!r}; "
+                + templates.NO_TEMPLATE_HINT,
+                model_missing=True,
+            )
+        return template
 
     def body(self, request: FimRequest) -> dict[str, Any]:
         """The JSON body for ``request``."""
-        body: dict[str, Any] = {
-            "model": request.model,
-            "prompt": self.prompt_text(request),
-            "suffix": request.suffix or None,
-            "max_tokens": request.max_tokens,
-            "stop": list(request.stop[:MAX_STOPS]) or None,
-            "temperature": request.temperature,
-            "top_p": request.top_p,
-            "stream": request.stream,
-        }
+        body: dict[str, Any] = {"model": request.model}
+        if self.raw:
+            template = self._template_for(request.model, "this backend sends raw FIM prompts")
+            body["prompt"] = template.render(request)
+            stop = merge_stops(request.stop, template.stops, limit=MAX_STOPS)
+        else:
+            body["prompt"] = self.prompt_text(request)
+            body["suffix"] = request.suffix or None
+            stop = merge_stops(request.stop, limit=MAX_STOPS)
+        body.update(
+            max_tokens=self.max_tokens(request),
+            stop=stop or None,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            stream=request.stream,
+        )
         if request.stream:
             body["stream_options"] = {"include_usage": True}
-        if self.routing_id:
-            body["user"] = self.routing_id
+        if self.sends_routing_id and self.options.routing_id:
+            body["user"] = self.options.routing_id
         return body
+
+    def headers(self, request: FimRequest) -> dict[str, str] | None:
+        """The speculative marker, and the routing id for session-affine routers."""
+        headers = dict(super().headers(request) or {})
+        if self.sends_routing_id and self.options.routing_id:
+            headers[ROUTING_HEADER] = self.options.routing_id
+        return headers or None
+
+    def text_of(self, choice: Mapping[str, Any]) -> str:
+        """The text of one choice."""
+        return choice_text(choice)
 
     async def generate(self, request: FimRequest, deadline: float) -> AsyncGenerator[Event, None]:
         """Text pieces as they arrive, then one :class:`Finish`."""
-        body = self.body(request)
-        headers = {"X-Fimls-Speculative": "1"} if request.speculative else None
+        yielded = False
+        try:
+            async for event in self._events(request, deadline):
+                yielded = True
+                yield event
+            return
+        except RequestError as error:
+            if yielded or self.raw or not self.fallback_to_raw or not rejects_suffix(error):
+                raise
+            self._template_for(request.model, f"it does not take the suffix field ({error.detail})")
+            self.raw = True
+            logger.warning(
+                "%s does not take the suffix field (%s); sending raw FIM prompts from now on",
+                self.label,
+                error.detail,
+            )
+        async for event in self._events(request, deadline):
+            yield event
+
+    async def _events(self, request: FimRequest, deadline: float) -> AsyncIterator[Event]:
         post = self.http.stream(
-            "POST", self.path, json_body=body, deadline=deadline, model=request.model, headers=headers
+            "POST",
+            self.path,
+            json_body=self.body(request),
+            deadline=deadline,
+            model=request.model,
+            headers=self.headers(request),
         )
         async with post as r:
             if request.stream:
-                async for event in completion_events(r, self.label):
+                async for event in completion_events(r, self.label, self.text_of):
                     yield event
             else:
                 raw = (await r.aread()).decode("utf-8", "replace")
-                for event in json_completion(raw, self.label):
+                for event in json_completion(raw, self.label, self.text_of):
                     yield event
 
     async def models(self) -> list[str]:
@@ -184,13 +234,35 @@ class Completions:
         return [str(item["id"]) for item in items if isinstance(item, Mapping) and "id" in item]
 
     def choose_model(self, available: list[str]) -> str | None:
-        """The only model served, when there is exactly one."""
-        return available[0] if len(available) == 1 else None
+        """The only model served, else the first one of a known FIM family."""
+        if len(available) == 1:
+            return available[0]
+        return next((m for m in available if templates.guess_family(m) is not None), None)
 
     async def diagnose(self, model: str) -> list[Check]:
-        """No checks beyond listing models and one FIM call."""
-        return []
+        """Which way FIM is asked for."""
+        if not self.raw and not self.fallback_to_raw:
+            return []
+        if not self.raw:
+            return [
+                Check(
+                    True,
+                    "FIM format",
+                    "prompt and suffix fields (raw templates if the server refuses suffix)",
+                )
+            ]
+        return _template_check(self.template(model), model)
 
-    async def aclose(self) -> None:
-        """Close connections."""
-        await self.http.aclose()
+
+def _template_check(template: templates.Template | None, model: str) -> list[Check]:
+    if template is None:
+        return [Check(False, "raw FIM template", f"none known for {model!r}: {templates.NO_TEMPLATE_HINT}")]
+    context = "with" if template.carries_context else "without"
+    return [Check(True, "raw FIM template", f"{template.describe()}, {context} other files")]
+
+
+class Raw(Completions):
+    """``/v1/completions`` with a raw FIM prompt and no ``suffix`` (vLLM, TGI, llama.cpp ``/v1``)."""
+
+    name = "raw"
+    raw = True
