@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from conftest import change, inline, open_doc
+from conftest import TEST_KEY, change, inline, open_doc, server_env
 from fake_deepseek import Reply
 from lsprotocol import types
 
@@ -109,3 +109,38 @@ async def test_context_can_be_turned_off(start_server, fake, tmp_path):
     await inline(client, uri, 2, 9)
     assert fake.fim_requests()[0].body["prompt"] == text[:-1]
     await asyncio.sleep(0)
+
+
+async def test_llamacpp_gets_the_block_as_input_extra(start_server, fake, tmp_path):
+    root = workspace(tmp_path)
+    fake.default = Reply(text="prices, 2)")
+    client = await start_server(
+        "vscode",
+        {"backend": "llamacpp", "baseUrl": fake.url, "model": "qwen2.5-coder-1.5b.gguf"},
+        env=server_env(fake, FIMLS_API_KEY=TEST_KEY),
+        folders=[root],
+    )
+    text = "from pkg.mathutil import scale_total\n\nprices = [1, 2, 3]\nresult = scale_total(\n"
+    uri = open_doc(client, text, uri=(root / "main.py").as_uri())
+    assert [i.insert_text for i in await inline(client, uri, 3, 21)] == ["prices, 2)"]
+    [sent] = fake.fim_requests()
+    assert sent.path == "/infill"
+    assert sent.body["input_extra"] == [{"filename": "pkg/mathutil.py", "text": HELPER}]
+    assert "scale_total" not in sent.body["input_prefix"].split("import")[0]  # not framed as comments here
+
+
+async def test_qwen_raw_template_carries_the_block_with_file_separators(start_server, fake, tmp_path):
+    root = workspace(tmp_path)
+    fake.flavor = "vllm"
+    fake.models = ["Qwen/Qwen2.5-Coder-7B"]
+    fake.default = Reply(text="prices, 2)")
+    options = {"backend": "raw", "baseUrl": fake.url, "model": "Qwen/Qwen2.5-Coder-7B"}
+    client = await start_server(
+        "vscode", options, env=server_env(fake, FIMLS_API_KEY=TEST_KEY), folders=[root]
+    )
+    text = "from pkg.mathutil import scale_total\n\nprices = [1, 2, 3]\nresult = scale_total(\n"
+    uri = open_doc(client, text, uri=(root / "main.py").as_uri())
+    assert [i.insert_text for i in await inline(client, uri, 3, 21)] == ["prices, 2)"]
+    prompt = fake.fim_requests()[0].body["prompt"]
+    assert prompt.startswith(f"<|repo_name|>{root.name}\n<|file_sep|>pkg/mathutil.py\n{HELPER}")
+    assert f"<|file_sep|>main.py\n<|fim_prefix|>{text[:-1]}<|fim_suffix|>" in prompt
