@@ -300,16 +300,15 @@ class Engine:
         if plan is None:
             self.stats.skipped += 1
             return []
-        ctx = prompt.Context(snap.line_prefix, snap.line_suffix, snap.suffix, plan.mode)
         timeout = self.settings.timeout_ms / 1000
         found = self.streams.find(snap.uri, snap.prefix, snap.suffix)
+        if found is not None and found[0].plan.mode is prompt.Mode.MULTI and plan.mode is prompt.Mode.SINGLE:
+            # Going on along a multi-line answer: its next lines are what comes next.
+            plan = prompt.plan(snap.line_prefix, snap.line_suffix, self._continuing()) or plan
+        ctx = prompt.Context(snap.line_prefix, snap.line_suffix, snap.suffix, plan.mode)
         if found is not None:
             generation, typed = found
-            if generation.plan.mode is prompt.Mode.MULTI and plan.mode is prompt.Mode.SINGLE:
-                # Going on along a multi-line answer: its next lines are what comes next.
-                plan = prompt.plan(snap.line_prefix, snap.line_suffix, self._continuing()) or plan
-            served_ctx = prompt.Context(snap.line_prefix, snap.line_suffix, snap.suffix, plan.mode)
-            served = await self._serve(generation, typed, served_ctx, gate, time.monotonic() + timeout)
+            served = await self._serve(generation, typed, ctx, gate, time.monotonic() + timeout)
             if served is not None:
                 self.stats.typing_through_hits += 1
                 if generation.speculative and not generation.served:
@@ -525,8 +524,8 @@ class Engine:
         if plan is None:
             return
         found = self.streams.find(snap.uri, prefix, suffix)
-        if found is not None and (found[0].live or found[0].text[len(found[1]) :].strip()):
-            return  # what follows is known, or still arriving
+        if found is not None and (found[0].live or found[1] == ""):
+            return  # what follows is still arriving, or was asked for at exactly this place
         request = self.request_for(snap, prefix, suffix, plan, line_prefix, model)
         if self.cache.get(request) is None:
             self._start(
