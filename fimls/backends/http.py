@@ -179,7 +179,7 @@ def describe_failure(exc: BaseException) -> str:
             return meaning
     if any(isinstance(c, httpx.TimeoutException | TimeoutError) for c in chain):
         return "timed out"
-    if any(isinstance(c, httpx.RemoteProtocolError) for c in chain):
+    if any(isinstance(c, httpx.RemoteProtocolError | httpx.ReadError) for c in chain):
         return "the connection broke off in the middle of an answer"
     return type(exc).__name__
 
@@ -247,7 +247,7 @@ class Http:
         try:
             yield response
         except httpx.HTTPError as exc:
-            raise self._network_error(exc, what) from None
+            raise NetworkError(f"{self.label}: {describe_failure(exc)} ({what})") from None
         finally:
             await response.aclose()
 
