@@ -89,7 +89,7 @@ def faults_at(keystroke: int) -> list[tuple[str, Reply]]:
     if keystroke % 1499 == 700:
         out.append(("429, absorbed by a retry", Reply(status=429)))
     if keystroke % 3001 == 1500:
-        out.append(("cut stream, absorbed by a retry", Reply(text="abcdefghijklmnop", cut_stream=True)))
+        out.append(("cut stream mid-answer (not retried)", Reply(text="abcdefghijklmnop", cut_stream=True)))
     if keystroke % 4001 == 2000:
         out.append(("malformed answer (not retried)", Reply(raw_body=b"{malformed")))
     if keystroke % 2503 == 1200:
