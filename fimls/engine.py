@@ -37,7 +37,7 @@ from fimls.backends import (
     resolve_key,
 )
 from fimls.cache import CompletionCache, Generation, Streams
-from fimls.config import Multiline, Settings
+from fimls.config import Settings
 from fimls.document import Snapshot
 from fimls.recovery import Recovery
 from fimls.stats import Stats
@@ -302,9 +302,6 @@ class Engine:
             return []
         timeout = self.settings.timeout_ms / 1000
         found = self.streams.find(snap.uri, snap.prefix, snap.suffix)
-        if found is not None and found[0].plan.mode is prompt.Mode.MULTI and plan.mode is prompt.Mode.SINGLE:
-            # Going on along a multi-line answer: its next lines are what comes next.
-            plan = prompt.plan(snap.line_prefix, snap.line_suffix, self._continuing()) or plan
         ctx = prompt.Context(snap.line_prefix, snap.line_suffix, snap.suffix, plan.mode)
         if found is not None:
             generation, typed = found
@@ -346,10 +343,6 @@ class Engine:
             if text and generation.live:
                 self.stats.early_answers += 1
         return self._suggest(snap, plan, generations[0], texts)
-
-    def _continuing(self) -> Multiline:
-        """The mode setting for what follows a suggestion: more lines, unless only ever one."""
-        return Multiline.NEVER if self.settings.multiline is Multiline.NEVER else Multiline.ALWAYS
 
     def _suggest(
         self, snap: Snapshot, plan: prompt.Plan, source: Generation | None, texts: list[str | None]
@@ -520,7 +513,7 @@ class Engine:
         prefix = snap.prefix + inserted
         suffix = snap.suffix[suggestion.replace :]
         line_prefix = (snap.line_prefix + inserted).rpartition("\n")[2]
-        plan = prompt.plan(line_prefix, snap.line_suffix[suggestion.replace :], self._continuing())
+        plan = prompt.plan(line_prefix, snap.line_suffix[suggestion.replace :], self.settings.multiline)
         if plan is None:
             return
         found = self.streams.find(snap.uri, prefix, suffix)

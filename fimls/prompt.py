@@ -38,30 +38,19 @@ def plan(line_prefix: str, line_suffix: str, multiline: Multiline = Multiline.AU
     """Decide whether to complete at the cursor, and in which mode.
 
     ``None`` means completing makes no sense here: a word character follows the cursor.
-    Multi-line needs nothing but closers after the cursor. ``auto`` also needs a place where
-    something longer than the rest of a line begins: a blank line, or right after an opener
-    (``:`` ``{`` ``(`` ``[`` ``,`` ``=`` ``=>`` ``->``); in the middle of an expression it completes
-    the line. ``always`` asks for more lines wherever only closers follow.
+    ``auto`` asks for more than one line where nothing but closers (brackets, quotes, ``;``,
+    ``,``) follows the cursor, and completes the line otherwise; ``always`` asks for more lines
+    with code right of the cursor too (it stays after the suggestion); ``never`` stops at the
+    end of the line.
     """
     if line_suffix[:1] and _WORD.match(line_suffix[0]):
         return None
     rest = line_suffix.rstrip()
     closers_only = all(ch in CLOSERS or ch.isspace() for ch in rest)
     replace = len(rest) if closers_only else 0
-    if multiline is Multiline.NEVER or not closers_only:
-        return Plan(Mode.SINGLE, replace)
-    if multiline is Multiline.AUTO and not starts_something(line_prefix):
+    if multiline is Multiline.NEVER or (multiline is Multiline.AUTO and not closers_only):
         return Plan(Mode.SINGLE, replace)
     return Plan(Mode.MULTI, replace)
-
-
-_OPENS = (":", "{", "(", "[", ",", "=", "=>", "->")
-
-
-def starts_something(line_prefix: str) -> bool:
-    """Whether the cursor is where a block, a statement or a multi-line value may begin."""
-    typed = line_prefix.rstrip()
-    return not typed or typed.endswith(_OPENS) or bool(_OPENS_BLOCK.search(typed))
 
 
 def word_before(line_prefix: str) -> str:

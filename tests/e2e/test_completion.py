@@ -64,8 +64,8 @@ async def test_inline_completion_end_to_end(start_server, fake, client_name):
     assert body["prompt"] == "def add(a, b):\n    return "
     assert body["suffix"] == "\n\nprint(add(1, 2))\n"
     assert body["model"] == "deepseek-flash"
-    # "return " is the middle of a statement: "auto" completes the line.
-    assert body["stream"] is True and body["max_tokens"] == 64 and body["stop"] == ["\n"]
+    assert body["stream"] is True and body["max_tokens"] == 256
+    assert len(body["stop"]) <= 16
 
 
 @pytest.mark.parametrize("client_name", CLIENTS)

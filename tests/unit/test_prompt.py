@@ -16,18 +16,12 @@ from fimls.prompt import Context, Mode, Plan, is_complete, plan, postprocess, st
         ("f(g(", '"])  ', Multiline.AUTO, Plan(Mode.MULTI, 3)),
         ("print(", ")", Multiline.NEVER, Plan(Mode.SINGLE, 1)),
         ("x = ", " + y", Multiline.AUTO, Plan(Mode.SINGLE, 0)),
-        ("x = ", " + y", Multiline.ALWAYS, Plan(Mode.SINGLE, 0)),
+        ("x = ", " + y", Multiline.ALWAYS, Plan(Mode.MULTI, 0)),  # code right of the cursor stays after it
         ("", "", Multiline.ALWAYS, Plan(Mode.MULTI, 0)),
-        ("    ", "", Multiline.AUTO, Plan(Mode.MULTI, 0)),  # a blank line
-        ("    if ready:", "", Multiline.AUTO, Plan(Mode.MULTI, 0)),  # a block opens
-        ("items = [", "]", Multiline.AUTO, Plan(Mode.MULTI, 1)),
-        ("    f = lambda x =>", "", Multiline.AUTO, Plan(Mode.MULTI, 0)),
-        ("while x do", "", Multiline.AUTO, Plan(Mode.MULTI, 0)),
-        # In the middle of an expression "auto" completes the line; "always" asks for more.
-        ("    return total", "", Multiline.AUTO, Plan(Mode.SINGLE, 0)),
-        ("    return total", "", Multiline.ALWAYS, Plan(Mode.MULTI, 0)),
-        ("value = compute(a)", ")", Multiline.AUTO, Plan(Mode.SINGLE, 1)),
-        ("value = compute(a)", ")", Multiline.ALWAYS, Plan(Mode.MULTI, 1)),
+        ("    ", "", Multiline.AUTO, Plan(Mode.MULTI, 0)),
+        ("    return total", "", Multiline.AUTO, Plan(Mode.MULTI, 0)),
+        ("value = compute(a)", ")", Multiline.AUTO, Plan(Mode.MULTI, 1)),
+        ("value = compute(a)", ")", Multiline.NEVER, Plan(Mode.SINGLE, 1)),
         ("fo", "o = 1", Multiline.AUTO, None),  # inside a word
         ("x = ", "foo", Multiline.AUTO, None),  # right before a word
         ("é", "中", Multiline.AUTO, None),  # unicode word characters count
