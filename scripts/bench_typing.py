@@ -535,6 +535,8 @@ class Typist:
 
     80-120 ms between keys; after one word in eight a short pause (0.2-0.6 s); after Enter
     0.4-1.2 s; every 3-5 lines a longer one (2-4 s).  Lines accepted count as lines passed.
+    A suggestion is accepted a reaction time (0.15-0.3 s) after it appears; after Tab the person
+    takes the same time to see what was inserted before the next key.
     """
 
     def __init__(self, rng: random.Random) -> None:
@@ -763,7 +765,8 @@ class Session:
                 if vis is not None:
                     req = await self.edit(doc, "accept", vis.text)
                     self.actions.append(Action(req.t_send, "accept", req, len(vis.text)))
-                    t_next = now() + gap() / self.speedup
+                    # The text jumped: the person looks at what Tab inserted before typing on.
+                    t_next = now() + self.typist.reaction() / self.speedup
                     continue
             if now() < t_next:
                 continue
@@ -985,7 +988,9 @@ async def typing_run(
         "chars_typed": sum(a.chars for a in keys),
         "accepts": len(accepts),
         "chars_accepted": accepted,
-        "accepted_share": accepted / len(doc.target) if doc.target else None,
+        # A keystroke is one character typed, Enter's auto-indentation included (the editor's work).
+        "accepted_share": accepted / (accepted + len(keys)) if accepted + len(keys) else None,
+        "accepted_share_of_region": accepted / len(doc.target) if doc.target else None,
         "pauses": pauses,
         "pauses_without_suggestion": without,
         "pauses_without_share": without / pauses if pauses else None,
@@ -1168,7 +1173,7 @@ def dig(run: dict[str, Any], key: str) -> Any:
 
 
 FIGURES: list[tuple[str, str]] = [
-    ("accepted_share", "chars accepted / all chars"),
+    ("accepted_share", "chars accepted / chars accepted + typed"),
     ("time_to_suggestion_ms.p50", "time to suggestion p50 ms"),
     ("time_to_suggestion_ms.p90", "time to suggestion p90 ms"),
     ("pauses_without_share", "pauses without a suggestion"),
