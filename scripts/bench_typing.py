@@ -970,6 +970,9 @@ async def typing_run(
     shown_tokens = (sum(session.shown_span) + session.wrong_chars) / CHARS_PER_TOKEN
     prompt = sum(e["prompt_tokens"] for e in logs)
     hit = sum(e["cached_tokens"] for e in logs)
+    warm = sorted(logs, key=lambda e: e["started"])[1:]
+    warm_prompt = sum(e["prompt_tokens"] for e in warm)
+    warm_hit = sum(e["cached_tokens"] for e in warm)
     usd = sum(cost(e) for e in logs)
     spec_usd = sum(cost(e) for e in speculative)
     debounce = CONFIGS[config]["debounceMs"] / 1000 if config == "plain" else None
@@ -1003,6 +1006,8 @@ async def typing_run(
         "prompt_tokens": prompt,
         "prompt_cache_hit_tokens": hit,
         "prompt_cache_hit_share": hit / prompt if prompt else None,
+        # Without the run's first call, which meets an empty cache (a real session is hours long).
+        "prompt_cache_hit_share_warm": warm_hit / warm_prompt if warm_prompt else None,
         "cost_usd": usd,
         "speculative_cost_usd": spec_usd,
         "cost_per_1000_accepted_usd": usd / accepted * 1000 if accepted else None,
@@ -1180,6 +1185,7 @@ FIGURES: list[tuple[str, str]] = [
     ("requests_per_100_typed", "backend requests / 100 typed chars"),
     ("speculative_per_100_typed", "  of which speculative"),
     ("prompt_cache_hit_share", "prompt-cache hit share"),
+    ("prompt_cache_hit_share_warm", "  without each run's first call"),
     ("cost_per_1000_accepted_usd", "USD per 1,000 accepted chars"),
     ("waste_share", "tokens generated never shown"),
     ("keystrokes", "keystrokes per run"),
@@ -1298,6 +1304,7 @@ def tables(result: dict[str, Any]) -> str:
             "req/100",
             "spec/100",
             "cache hit",
+            "warm cache hit",
             "USD/1k acc.",
             "waste",
         ]
@@ -1310,7 +1317,7 @@ def tables(result: dict[str, Any]) -> str:
                 ratio = ""
                 if config == "default" and plain.get("accepted_share") and med["accepted_share"] is not None:
                     ratio = f"x{med['accepted_share'] / plain['accepted_share']:.2f}"
-                cells_text = " | ".join(fmt(med[k], k) for k in keys)
+                cells_text = " | ".join(fmt(med.get(k), k) for k in keys)
                 lines.append(
                     f"| {cell['first_token_ms']:g} ms | {cell['token_rate']:g} | {config} "
                     f"| {cells_text} | {ratio} |"
@@ -1337,8 +1344,8 @@ def tables(result: dict[str, Any]) -> str:
         lines.append("| figure | deepseek | " + cell["wire"] + " |")
         lines.append("|---|---|---|")
         for key, label in FIGURES:
-            theirs = cell["configs"]["default"]["median"][key]
-            ours = same["configs"]["default"]["median"][key] if same else None
+            theirs = cell["configs"]["default"]["median"].get(key)
+            ours = same["configs"]["default"]["median"].get(key) if same else None
             lines.append(f"| {label} | {fmt(ours, key)} | {fmt(theirs, key)} |")
         lines.append("")
     overhead = result.get("overhead_ms")
@@ -1517,6 +1524,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", help="JSON output (default bench-results/bench-<time>.json; .md beside it)")
     p.add_argument("--plot", help="PNG output (default next to the JSON)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG (no matplotlib needed)")
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="JSON",
+        help="no run: tables, verdicts and plot from saved results (later files' cells win)",
+    )
     p.add_argument("--quick", action="store_true", help="tiny smoke preset (seconds; judges no target)")
     p.add_argument("--fake-child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -1598,6 +1611,7 @@ async def run_sweep(args: argparse.Namespace, result: dict[str, Any]) -> None:
         )
     result["sweep"] = cells
     result["overhead_ms"] = summarize(overhead)
+    result["overhead_samples_ms"] = [round(v, 3) for v in overhead]
 
 
 async def run_all(args: argparse.Namespace) -> dict[str, Any]:
@@ -1662,11 +1676,42 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def merge(paths: list[Path]) -> dict[str, Any]:
+    """Saved results as one: the sweep's cells by (first token, token rate, wire), the last file
+    winning; the other scenarios from the last file that has them; overhead pooled where samples
+    were kept."""
+    results = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
+    merged: dict[str, Any] = {"meta": {**results[-1]["meta"], "merged_from": [str(p) for p in paths]}}
+    cells: dict[tuple[float, float, str], dict[str, Any]] = {}
+    for result in results:
+        for cell in result.get("sweep", []):
+            cells[cell["first_token_ms"], cell["token_rate"], cell["wire"]] = cell
+        for key in ("cold_start", "steady", "many_docs", "overhead_ms"):
+            if key in result:
+                merged[key] = result[key]
+    samples = [v for r in results for v in r.get("overhead_samples_ms", [])]
+    if samples:
+        merged["overhead_ms"] = summarize(samples)
+        merged["overhead_samples_ms"] = samples
+    merged["sweep"] = sorted(
+        cells.values(), key=lambda c: (c["wire"] != "deepseek", c["first_token_ms"], c["token_rate"])
+    )
+    for cell in merged["sweep"]:
+        for block in cell["configs"].values():
+            block["median"] = medians(block["runs"])
+    return merged
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None and "--fake-child" in sys.argv[1:]:
         return fake_child_main()
     args = parse_args(argv)
-    result = asyncio.run(run_all(args))
+    if args.merge:
+        result = merge([Path(p) for p in args.merge])
+        args.speedup = result["meta"]["speedup"]
+        result["checks"] = checks(result, args)
+    else:
+        result = asyncio.run(run_all(args))
     text = tables(result)
     print()
     print(text)
