@@ -45,7 +45,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "localhost"  # a name, so the client sends SNI and the server can count handshakes
-ANSWER_TOKENS = 100  # tokens in every answer (a multi-line completion)
+ANSWER_TOKENS = 100  # tokens in every answer by default (a multi-line completion)
 MAX_TOKENS = 256
 DEBOUNCE = 0.15
 
@@ -77,7 +77,7 @@ def sse(data: Any) -> bytes:
     return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
 
 
-def make_app(first_token: float, token_rate: float) -> Any:
+def make_app(first_token: float, token_rate: float, answer_tokens: int) -> Any:
     """An ASGI app: ``GET /v1/models`` and a streamed ``POST /v1/completions`` at a token rate."""
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -105,7 +105,7 @@ def make_app(first_token: float, token_rate: float) -> Any:
         version = scope.get("http_version", "?")
         COUNTERS.versions[version] = COUNTERS.versions.get(version, 0) + 1
         request = json.loads(body or b"{}")
-        count = min(ANSWER_TOKENS, int(request.get("max_tokens") or ANSWER_TOKENS))
+        count = min(answer_tokens, int(request.get("max_tokens") or answer_tokens))
         gone = asyncio.Event()
 
         async def watch() -> None:
@@ -224,7 +224,7 @@ def server_child() -> int:
 
     async def main() -> None:
         stop = asyncio.Event()
-        app = make_app(options["first_token"], options["token_rate"])
+        app = make_app(options["first_token"], options["token_rate"], options["answer_tokens"])
         tasks = [
             asyncio.ensure_future(serve(app, config, shutdown_trigger=stop.wait)),
             asyncio.ensure_future(forward(listen, port, options["rtt"] / 2)),
@@ -251,7 +251,7 @@ def server_child() -> int:
 
 
 class ServerProcess:
-    def __init__(self, first_token: float, token_rate: float, rtt: float, cert: Path, key: Path) -> None:
+    def __init__(self, options: dict[str, Any]) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "--server-child"],
             stdin=subprocess.PIPE,
@@ -260,13 +260,6 @@ class ServerProcess:
             text=True,
             bufsize=1,
         )
-        options = {
-            "first_token": first_token,
-            "token_rate": token_rate,
-            "rtt": rtt,
-            "cert": str(cert),
-            "key": str(key),
-        }
         self.port = self._ask(json.dumps(options))["port"]
 
     def _ask(self, line: str) -> Any:
@@ -434,16 +427,28 @@ async def measure(args: argparse.Namespace, cert_dir: Path) -> list[dict[str, An
     os.environ["SSL_CERT_FILE"] = str(ca_path)  # what a user with a private CA sets; httpx trusts it
     for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         os.environ.pop(name, None)
-    times = schedule(args.seed, args.requests)
+    if args.burst_gap_ms:
+        times = [i * args.burst_gap_ms / 1000 for i in range(args.requests)]
+    else:
+        times = schedule(args.seed, args.requests)
     rows = []
     for rtt in args.rtt_ms:
-        server = ServerProcess(args.first_token_ms / 1000, args.token_rate, rtt / 1000, cert, key)
+        server = ServerProcess(
+            {
+                "first_token": args.first_token_ms / 1000,
+                "token_rate": args.token_rate,
+                "answer_tokens": args.answer_tokens,
+                "rtt": rtt / 1000,
+                "cert": str(cert),
+                "key": str(key),
+            }
+        )
         try:
             url = f"https://{HOST}:{server.port}"
             for protocol in ("HTTP/1.1", "HTTP/2"):
                 server.reset()
                 got = await typing_run(url, protocol == "HTTP/2", times)
-                await asyncio.sleep(args.first_token_ms / 1000 + ANSWER_TOKENS / args.token_rate + 0.5)
+                await asyncio.sleep(args.first_token_ms / 1000 + args.answer_tokens / args.token_rate + 0.5)
                 seen = server.stats()
                 row = {
                     "rtt_ms": rtt,
@@ -486,6 +491,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--first-token-ms", type=float, default=400)
     p.add_argument("--token-rate", type=float, default=60)
     p.add_argument("--seed", default="1")
+    p.add_argument("--answer-tokens", type=int, default=ANSWER_TOKENS, help="tokens in every answer")
+    p.add_argument(
+        "--burst-gap-ms",
+        type=float,
+        default=0,
+        help="instead of a typist: a request every this many ms, each cancelling the one before",
+    )
     p.add_argument("--out", help="JSON output")
     p.add_argument("--server-child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
