@@ -1235,6 +1235,7 @@ def dig(run: dict[str, Any], key: str) -> Any:
 
 FIGURES: list[tuple[str, str]] = [
     ("accepted_share", "chars accepted / chars accepted + typed"),
+    ("accepted_share_of_region", "chars accepted / all chars (auto-indent counted)"),
     ("time_to_suggestion_ms.p50", "time to suggestion p50 ms"),
     ("time_to_suggestion_ms.p90", "time to suggestion p90 ms"),
     ("pauses_without_share", "pauses without a suggestion"),
@@ -1354,6 +1355,7 @@ def tables(result: dict[str, Any]) -> str:
         keys = [k for k, _ in FIGURES if k not in ("keystrokes", "session_s")]
         short = [
             "accepted",
+            "of all chars",
             "TTS p50 ms",
             "TTS p90 ms",
             "pauses w/o",
