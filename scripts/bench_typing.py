@@ -22,6 +22,8 @@ Scenarios:
   configuration and the plain one (no early answer, no prefetch, fixed 150 ms debounce) type the
   same regions with the same typist, so the gain is a ratio from the same run.  The target cell
   (400 ms, 60 tokens/s) also runs against the OpenAI-compatible wire format.
+- ``overhead``: server overhead in the plain configuration on single-line holes, each answer
+  complete before the next keystroke.
 - ``steady`` (CPU at 20 chars/s, suggestions ignored), ``many`` (50 open 5,000+ line files),
   ``cold`` (spawn to the first served request).
 
@@ -63,7 +65,6 @@ OTHER_FILES = ["json_decoder.py.txt"]
 MANY_FILE = "_pydecimal.py.txt"
 LANGUAGES = {".py": "python", ".js": "javascript", ".ts": "typescript", ".go": "go", ".rs": "rust"}
 API_KEY = "sk-bench-0000000000000000"
-CANCELLED = -32800
 MIN_ACCEPT = 3  # a suggestion shorter than this is not worth a Tab
 WORD_ENDS = frozenset(" (.,=:")
 CHARS_PER_TOKEN = 3.0
