@@ -187,7 +187,7 @@ class Settings:
     early_answer: bool = True
     """Answer with the first complete line(s) while the rest of a multi-line answer streams on."""
 
-    early_answer_ms: int = attrs.field(default=300, validator=_range(0, 10_000))
+    early_answer_ms: int = attrs.field(default=150, validator=_range(0, 10_000))
     """How long after the first token to wait for a complete line before answering with the
     words received so far."""
 

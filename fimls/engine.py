@@ -58,6 +58,8 @@ MIN_BUDGET = 0.2
 MIN_PARTIAL = 4
 """Characters a partial first line needs before it is worth showing."""
 EXTRA_TEMPERATURE = 0.8
+SCOPE_ENDED = "scope"
+"""The finish reason of a stream fimls closed because the answer left the cursor's scope."""
 
 
 class Gate(Protocol):
@@ -351,7 +353,9 @@ class Engine:
         for text in texts:
             if text and all(text != s.text for s in suggestions):
                 suggestions.append(Suggestion(text, plan.replace))
-        if suggestions and source is not None and source.finish is not None and not source.error:
+        # What follows an answer that left the cursor's scope lies outside it too: not worth asking.
+        finish = source.finish if source is not None else None
+        if suggestions and finish is not None and finish.reason != SCOPE_ENDED:
             self._prefetch(snap, suggestions[0])
         return suggestions
 
@@ -363,16 +367,15 @@ class Engine:
         ``None`` when it offers nothing: it ended without anything useful, failed, diverged
         from the typed text, or the request was given up (superseded, ``deadline`` passed).
         """
-        asked = time.monotonic()
         budget = self.settings.early_answer_ms / 1000
         while True:
             if generation.text[: len(typed)] != typed[: len(generation.text)]:
                 return None
             remainder = generation.text[len(typed) :]
-            # The budget runs from the first token, or from this request if it came later.
-            budget_ends = (
-                None if generation.first_token_at is None else max(generation.first_token_at, asked) + budget
-            )
+            # The budget runs from the first token: along an answer that has streamed for a while
+            # (after accepting part of it, say), the words so far are shown at once.
+            first = generation.first_token_at
+            budget_ends = None if first is None else first + budget
             budget_over = budget_ends is not None and time.monotonic() >= budget_ends
             useful = self._useful(remainder, generation, ctx, budget_over)
             if useful is not None or generation.done:
@@ -428,6 +431,9 @@ class Engine:
             self.stats.shared_in_flight += 1
             return shared
         generation = Generation(uri, request, plan, line_prefix, speculative=speculative)
+        logger.debug(
+            "asking%s (%s) after %r", " ahead" if speculative else "", plan.mode.value, request.prefix[-40:]
+        )
         self.streams.add(generation, alongside=alongside)
         if deadline is None:
             deadline = generation.started + self.settings.timeout_ms / 1000
@@ -462,7 +468,7 @@ class Engine:
                         # What is kept can only change when a line is complete.
                         mode, line_prefix = generation.plan.mode, generation.line_prefix
                         if "\n" in event and prompt.is_complete(generation.text, mode, line_prefix):
-                            finish = Finish("stop")
+                            finish = Finish(SCOPE_ENDED)
                             break
         except TimeoutError:
             said = (
@@ -482,6 +488,14 @@ class Engine:
         self, generation: Generation, *, finish: Finish | None = None, error: BackendError | None = None
     ) -> None:
         self.streams.ended(generation)
+        logger.debug(
+            "stream%s after %r ended (%s), %d characters, %s",
+            " ahead" if generation.speculative else "",
+            generation.request.prefix[-40:],
+            finish.reason if finish else error or "cancelled",
+            len(generation.text),
+            "used" if generation.served else "not used yet",
+        )
         if error is not None:
             generation.end(error=error)
             self._failed(error)

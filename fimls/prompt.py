@@ -81,17 +81,16 @@ _TOP_LEVEL = {
 def stop_sequences(mode: Mode, line_prefix: str, language_id: str) -> tuple[str, ...]:
     """Stop strings for the API (at most 16).
 
-    Single-line stops at the newline. Multi-line stops at a blank line when the cursor
-    is at the top level (two blank lines inside a block), and where a new top-level
-    definition of the language begins.
+    Single-line stops at the newline. Multi-line stops at two blank lines; inside a block
+    (an indented cursor line) also where a new top-level definition of the language begins.
+    At the top level the next definition is what to suggest, and an answer may start with a
+    blank line (the cursor on one, or at the end of a block), so one blank line is no stop.
     """
     if mode is Mode.SINGLE:
         return ("\n",)
-    indent = indentation(line_prefix)
-    at_top = indent == "" and line_prefix.strip() == ""
-    stops = ["\n\n" if at_top else "\n\n\n"]
-    for keyword in _TOP_LEVEL.get(language_id, ()):
-        stops.append("\n" + keyword)
+    stops = ["\n\n\n"]
+    if indentation(line_prefix):
+        stops += ["\n" + keyword for keyword in _TOP_LEVEL.get(language_id, ())]
     return tuple(stops[:_MAX_STOPS])
 
 

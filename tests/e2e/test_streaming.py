@@ -21,7 +21,7 @@ async def status(client) -> dict:
 
 async def test_an_early_answer_arrives_before_the_stream_ends(start_server, fake):
     fake.default = Reply(text=BODY, **SLOW)
-    client = await start_server("vscode")
+    client = await start_server("vscode", {"earlyAnswerMs": 2000})  # whole lines, not words
     uri = open_doc(client, "def total(items):\n")
     started = time.monotonic()
     [item] = await inline(client, uri, 1, 0)
@@ -37,7 +37,7 @@ async def test_an_early_answer_arrives_before_the_stream_ends(start_server, fake
 
 async def test_the_rest_is_served_after_accepting_and_while_typing_along(start_server, fake):
     fake.default = Reply(text=BODY, **SLOW)
-    client = await start_server("vscode")
+    client = await start_server("vscode", {"earlyAnswerMs": 2000})  # whole lines, not words
     uri = open_doc(client, "def total(items):\n")
     [first] = await inline(client, uri, 1, 0)
     assert first.insert_text == "    total = 0"

@@ -62,7 +62,7 @@ ROUND_DEFAULTS: dict[str, Any] = {
     "baseUrl": None,
     "adaptiveDebounce": True,
     "earlyAnswer": True,
-    "earlyAnswerMs": 300,
+    "earlyAnswerMs": 150,
     "prefetch": True,
     "template": None,
     "templateStop": None,

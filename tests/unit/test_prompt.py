@@ -39,11 +39,12 @@ def test_word_before():
 
 def test_stop_sequences():
     assert stop_sequences(Mode.SINGLE, "x = ", "python") == ("\n",)
-    top = stop_sequences(Mode.MULTI, "", "python")
-    assert top[0] == "\n\n" and "\ndef " in top and "\nclass " in top
+    # At the top level the next definition is the suggestion; blank lines may come first.
+    assert stop_sequences(Mode.MULTI, "", "python") == ("\n\n\n",)
+    assert stop_sequences(Mode.MULTI, "}", "javascript") == ("\n\n\n",)
     nested = stop_sequences(Mode.MULTI, "    ", "python")
-    assert nested[0] == "\n\n\n"
-    assert stop_sequences(Mode.MULTI, "", "unknown-lang") == ("\n\n",)
+    assert nested[0] == "\n\n\n" and "\ndef " in nested and "\nclass " in nested
+    assert stop_sequences(Mode.MULTI, "  x", "unknown-lang") == ("\n\n\n",)
     assert all(len(stop_sequences(Mode.MULTI, "", lang)) <= 16 for lang in ("python", "go", "rust"))
 
 
