@@ -148,6 +148,12 @@ def resolve_key(settings: Settings, env: Mapping[str, str] | None = None) -> tup
         key = (env.get(key_env(settings)) or "").strip() or None
     if key:
         log.add_secrets([key])
+        if not key.isprintable() or not key.isascii():
+            # An HTTP header cannot carry it (a line break pasted along, say).
+            return (
+                None,
+                "the API key holds characters HTTP cannot send (a line break or a control character?)",
+            )
     elif problem is None and kind_of(settings).needs_key:
         problem = f"no API key: set {key_env(settings)}, apiKey or apiKeyCommand"
     return key, problem

@@ -305,8 +305,6 @@ class Http:
             response = await self.client.send(request, stream=True)
         except httpx.InvalidURL as exc:
             raise NetworkError(f"{self.label}: the URL is not valid ({exc})") from None
-        except httpx.LocalProtocolError:
-            raise AuthError(f"{self.label}: the API key holds characters HTTP cannot send") from None
         except httpx.HTTPError as exc:
             raise self._network_error(exc, what) from None
         if response.status_code == 200:

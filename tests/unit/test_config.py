@@ -129,3 +129,8 @@ def test_user_config_file(tmp_path):
     path.write_text("{oops", encoding="utf-8")
     data, problems = load_user_config(env)
     assert data == {} and "is not valid JSON" in problems[0] and str(path) in problems[0]
+
+
+def test_a_key_http_cannot_carry_is_refused_before_any_request():
+    key, problem = resolve_key(parse_settings({"apiKey": "sk-abc\nX-Evil: 1"})[0], {})
+    assert key is None and "characters HTTP cannot send" in problem and "sk-abc" not in problem

@@ -51,7 +51,6 @@ export const SERVER_OPTIONS = [
   'templateStop',
   'pricePerMillionTokens',
   'routingId',
-  'http2',
   'contextOpenFiles',
   'contextRecentEdits',
   'contextImports',

@@ -143,7 +143,7 @@ const OPTIONS = [
   'topP', 'stream', 'debounceMs', 'adaptiveDebounce', 'earlyAnswer', 'earlyAnswerMs', 'prefetch', 'timeoutMs',
   'maxPrefixChars', 'maxSuffixChars', 'promptAnchorLines', 'multiline', 'numSuggestions', 'cacheSize',
   'cacheTtlSeconds', 'maxRetries', 'apiKeyCommand', 'languages', 'allowInsecureHttp', 'template',
-  'templateStop', 'pricePerMillionTokens', 'routingId', 'http2', 'contextOpenFiles', 'contextRecentEdits',
+  'templateStop', 'pricePerMillionTokens', 'routingId', 'contextOpenFiles', 'contextRecentEdits',
   'contextImports', 'contextBudgetChars',
 ];
 function settings(explicit) {
