@@ -47,6 +47,7 @@ import os
 import platform
 import random
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -73,7 +74,12 @@ PAUSE_MIN = 0.4  # seconds: a gap from this long on is a pause (time to suggesti
 CONFIGS: dict[str, dict[str, Any]] = {
     "default": {},
     "plain": {"earlyAnswer": False, "prefetch": False, "adaptiveDebounce": False, "debounceMs": 150},
+    # The default, with the typed file in a workspace folder and other corpus files open in
+    # the editor: context from other files goes into every prompt.
+    "context": {},
 }
+CONTEXT_OPEN = 4
+"""Other corpus files open beside the typed one in the ``context`` configuration."""
 WIRES = {
     # wire: (initializationOptions besides baseUrl, fake flavor, models the fake lists)
     "deepseek": ({}, "openai", ("deepseek-flash", "deepseek-chat")),
@@ -461,12 +467,13 @@ def server_options(url: str, wire: str, config: str, extra: dict[str, Any]) -> d
     return {"baseUrl": url, **WIRES[wire][0], **CONFIGS[config], **extra}
 
 
-def init_params(options: dict[str, Any]) -> dict[str, Any]:
+def init_params(options: dict[str, Any], folder: Path | None = None) -> dict[str, Any]:
+    root = folder.as_uri() if folder is not None else None
     return {
         "processId": os.getpid(),
         "clientInfo": {"name": "fimls-bench", "version": "2"},
-        "rootUri": None,
-        "workspaceFolders": None,
+        "rootUri": root,
+        "workspaceFolders": [{"uri": root, "name": folder.name}] if folder is not None else None,
         "capabilities": CLIENT_CAPABILITIES,
         "initializationOptions": options,
     }
@@ -798,7 +805,7 @@ class Session:
 
 
 async def launch(
-    args: argparse.Namespace, url: str, wire: str, config: str
+    args: argparse.Namespace, url: str, wire: str, config: str, folder: Path | None = None
 ) -> tuple[LspClient, dict[str, Any]]:
     """Spawn the server and initialize it; the client and the server's capabilities."""
     stderr = Path(args.server_log) if args.server_log else None
@@ -807,7 +814,7 @@ async def launch(
     options = server_options(url, wire, config, args.init_options)
     if wire == "deepseek":
         options["apiKey"] = API_KEY
-    result = await client.call("initialize", init_params(options), timeout=30)
+    result = await client.call("initialize", init_params(options, folder), timeout=30)
     await client.notify("initialized", {})
     caps = result.get("capabilities", {}) if isinstance(result, dict) else {}
     if caps.get("inlineCompletionProvider") in (None, False):
@@ -917,6 +924,22 @@ def status_subset(info: dict[str, Any] | None) -> dict[str, Any] | None:
 # -- scenario: typing a file back in --------------------------------------------------------------
 
 
+async def open_workspace(session: Session, folder: Path, typed: Path) -> None:
+    """Put the corpus into ``folder`` and open a few other files of it, as tabs in an editor."""
+    others = sorted(p for p in CORPUS.iterdir() if p.suffix in (".txt", ".js") and p != typed)
+    for other in others:
+        (folder / corpus_name(other)).write_text(read_source(other), encoding="utf-8")
+    same = [p for p in others if language_of(p) == language_of(typed)]
+    for other in (same + [p for p in others if p not in same])[:CONTEXT_OPEN]:
+        item = {
+            "uri": (folder / corpus_name(other)).as_uri(),
+            "languageId": language_of(other),
+            "version": 1,
+            "text": read_source(other),
+        }
+        await session.client.notify("textDocument/didOpen", {"textDocument": item})
+
+
 async def typing_run(
     args: argparse.Namespace, fake: FakeProcess, path: Path, run: int, config: str, wire: str
 ) -> tuple[dict[str, Any], list[float]]:
@@ -924,10 +947,14 @@ async def typing_run(
     seed = f"{args.seed}:{corpus_name(path)}:{run}"  # the same region and typist in every configuration
     rng = random.Random(seed)
     text = read_source(path)
-    doc = make_region(text, rng, args.lines, f"file:///bench/typing/{corpus_name(path)}", language_of(path))
-    client, _caps = await launch(args, fake.url, wire, config)
+    folder = Path(tempfile.mkdtemp(prefix="fimls-bench-workspace-")) if config == "context" else None
+    uri = (folder / corpus_name(path)).as_uri() if folder else f"file:///bench/typing/{corpus_name(path)}"
+    doc = make_region(text, rng, args.lines, uri, language_of(path))
+    client, _caps = await launch(args, fake.url, wire, config, folder)
     try:
         session = Session(client, Typist(random.Random(seed + ":typist")), args.speedup)
+        if folder is not None:
+            await open_workspace(session, folder, path)
         await session.open(doc)
         session.current = doc
         await wait_ready(client)
@@ -944,6 +971,8 @@ async def typing_run(
         info = await status(client)
     finally:
         await client.stop()
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
     await asyncio.sleep(0.1)  # let the fake notice closed connections
     logs = [e for e in fake.logs() if e["started"] >= t_start - 0.001]
     attribute(session.order, logs)
@@ -1006,6 +1035,7 @@ async def typing_run(
         "backend_requests": len(logs),
         "speculative_requests": len(speculative),
         "requests_per_100_typed": len(logs) / len(keys) * 100 if keys else None,
+        "requests_per_100_chars": len(logs) / len(doc.target) * 100 if doc.target else None,
         "speculative_per_100_typed": len(speculative) / len(keys) * 100 if keys else None,
         "requests_aborted": sum(1 for e in logs if e["aborted"]),
         "prompt_tokens": prompt,
@@ -1242,6 +1272,7 @@ FIGURES: list[tuple[str, str]] = [
     ("pauses_without_share", "pauses without a suggestion"),
     ("requests_per_100_typed", "backend requests / 100 typed chars"),
     ("speculative_per_100_typed", "  of which speculative"),
+    ("requests_per_100_chars", "backend requests / 100 chars of code"),
     ("prompt_cache_hit_share", "prompt-cache hit share"),
     ("prompt_cache_hit_share_warm", "  without each run's first call"),
     ("cost_per_1000_accepted_usd", "USD per 1,000 accepted chars"),
@@ -1286,6 +1317,19 @@ def checks(result: dict[str, Any], args: argparse.Namespace) -> list[dict[str, A
         plain = cell["configs"].get("plain", {}).get("median")
         if not real_time or default is None:
             continue
+        context = cell["configs"].get("context", {}).get("median")
+        if context is not None:
+            if (v := context["prompt_cache_hit_share"]) is not None:
+                add("context on: prompt-cache hit share >= 85%", v, v >= T_CACHE_SHARE, where)
+            # Per 100 characters of code written: the context may change how much is typed.
+            ours, theirs = context["requests_per_100_chars"], default["requests_per_100_chars"]
+            if ours is not None and theirs:
+                add(
+                    "context on: requests / 100 chars of code unchanged (within 10%)",
+                    ours / theirs,
+                    ours <= theirs * 1.1,
+                    where,
+                )
         if (cell["first_token_ms"], cell["token_rate"]) == TARGET_CELL and cell["wire"] == "deepseek":
             ft = cell["first_token_ms"]
             if (v := default["accepted_share"]) is not None:
@@ -1362,6 +1406,7 @@ def tables(result: dict[str, Any]) -> str:
             "pauses w/o",
             "req/100",
             "spec/100",
+            "req/100 code",
             "cache hit",
             "warm cache hit",
             "USD/1k acc.",
@@ -1659,6 +1704,8 @@ async def run_sweep(args: argparse.Namespace, result: dict[str, Any]) -> None:
     for ft, rate, wire, files in cells_of(args):
         runs: dict[str, list[dict[str, Any]]] = {c: [] for c in args.configs}
         configs = args.configs if wire == "deepseek" else ["default"]
+        if (ft, rate) != TARGET_CELL and len(cells_of(args)) > 1:
+            configs = [c for c in configs if c != "context"]  # context is measured in the target cell
         for name in files:
             path = resolve(name)
             fake = FakeProcess(ft / 1000, rate, [path], wire)

@@ -82,7 +82,9 @@ class Tuning:
     window_lines: int = 60
     window_step: int = 10
     query_lines: int = 30
-    refresh_lines: int = 8
+    refresh_lines: int = 40
+    """Lines the current document must grow or shrink by before the block is chosen again: each new
+    block is a prompt-cache miss, so it changes rarely."""
     jump_lines: int = 64
     ring_chunks: int = 16
     ring_lines: int = 40

@@ -57,7 +57,7 @@ def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
     assert out.with_suffix(".md").read_text(encoding="utf-8").startswith("| first token")
 
     (cell,) = result["sweep"]
-    assert cell["wire"] == "deepseek" and set(cell["configs"]) == {"default", "plain"}
+    assert cell["wire"] == "deepseek" and set(cell["configs"]) == {"default", "plain", "context"}
     for config, block in cell["configs"].items():
         (r,) = block["runs"]
         for key in FIGURES:
