@@ -78,6 +78,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     # the editor: context from other files goes into every prompt.
     "context": {},
 }
+ATTRIBUTION_CHARS = 400
+"""Characters at the end of a prompt that tie a backend call to the request that made it."""
 CONTEXT_OPEN = 4
 """Other corpus files open beside the typed one in the ``context`` configuration."""
 WIRES = {
@@ -858,12 +860,13 @@ def cost(entry: dict[str, Any]) -> float:
 
 def attribute(reqs: list[Req], logs: list[dict[str, Any]]) -> None:
     """Give each non-speculative backend call to the latest request sent before it whose text
-    before the cursor ends with the call's prompt."""
+    before the cursor ends with the end of the call's prompt (its start may be context from
+    other files)."""
     ordered = sorted(reqs, key=lambda r: r.t_send)
     for entry in logs:
         if entry["speculative"]:
             continue
-        started, prompt = entry["started"], entry["prefix"]
+        started, prompt = entry["started"], entry["prefix"][-ATTRIBUTION_CHARS:]
         owner = next(
             (r for r in reversed(ordered) if r.t_send <= started and r.doc.prefix_ends_with(r.pos, prompt)),
             None,
@@ -1186,18 +1189,34 @@ def overhead_docs(text: str, rng: random.Random, count: int, language: str) -> l
 
 
 async def overhead_run(
-    args: argparse.Namespace, fake: FakeProcess, path: Path
+    args: argparse.Namespace, fake: FakeProcess, path: Path, open_files: int = 0
 ) -> tuple[list[float], dict[str, list[float]]]:
     """Server overhead where it is well defined: the plain configuration (fixed debounce, an answer
     only once complete), single-line holes, one keystroke and then a wait until the whole answer
     is in.  Per request: response time - the debounce - the fake's time from request line to
-    last byte.  So it covers fimls's own work and both hops (client pipe, loopback HTTP)."""
+    last byte.  So it covers fimls's own work and both hops (client pipe, loopback HTTP).
+
+    With ``open_files``, the holes lie in a workspace folder where that many other files are open
+    (copies of the corpus), so context from other files is chosen and sent with each prompt."""
     docs = overhead_docs(
         read_source(path), random.Random(f"{args.seed}:overhead"), args.overhead_samples, language_of(path)
     )
-    client, _caps = await launch(args, fake.url, "deepseek", "plain")
+    folder = Path(tempfile.mkdtemp(prefix="fimls-bench-open-")) if open_files else None
+    if folder is not None:
+        for doc in docs:
+            doc.uri = (folder / doc.uri.rpartition("/")[2].replace(".txt", ".py")).as_uri()
+    client, _caps = await launch(args, fake.url, "deepseek", "plain", folder)
     try:
         session = Session(client, Typist(random.Random(args.seed)), 1.0, accepting=False)
+        if folder is not None:
+            corpus = sorted(p for p in CORPUS.iterdir() if p.suffix in (".txt", ".js"))
+            for i in range(open_files):
+                source = corpus[i % len(corpus)]
+                copy = folder / f"open{i}_{corpus_name(source)}"
+                text = read_source(source)
+                copy.write_text(text, encoding="utf-8")
+                item = {"uri": copy.as_uri(), "languageId": language_of(source), "version": 1, "text": text}
+                await client.notify("textDocument/didOpen", {"textDocument": item})
         await wait_ready(client)
         fake.reset()
         t_start = now()
@@ -1210,6 +1229,8 @@ async def overhead_run(
             await asyncio.sleep(0.1)
     finally:
         await client.stop()
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
     logs = [e for e in fake.logs() if e["started"] >= t_start - 0.001]
     attribute(session.order, logs)
     parts: dict[str, list[float]] = {}
@@ -1639,6 +1660,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--steady-keystrokes", type=int, default=300)
     p.add_argument("--cold-spawns", type=int, default=7)
     p.add_argument("--overhead-samples", type=int, default=100)
+    p.add_argument(
+        "--overhead-open",
+        type=int,
+        default=50,
+        help="measure the overhead again with this many other files open in the workspace (0: skip)",
+    )
     p.add_argument("--out", help="JSON output (default bench-results/bench-<time>.json; .md beside it)")
     p.add_argument("--plot", help="PNG output (default next to the JSON)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG (no matplotlib needed)")
@@ -1678,6 +1705,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.steady_keystrokes = min(args.steady_keystrokes, 30)
         args.cold_spawns = min(args.cold_spawns, 2)
         args.overhead_samples = min(args.overhead_samples, 4)
+        args.overhead_open = min(args.overhead_open, 3)
     args.files = args.files or TARGET_FILES
     args.other_files = OTHER_FILES if args.other_files is None else args.other_files
     CONFIGS["plain"]["debounceMs"] = args.debounce_ms
@@ -1783,6 +1811,18 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
         result["overhead_samples_ms"] = [round(v, 3) for v in samples]
         result["overhead_parts_ms"] = {k: summarize(v) for k, v in parts.items()}
         print(f"overhead: {len(samples)} samples, p50 {fmt(percentile(samples, 50), '')} ms", flush=True)
+        if args.overhead_open:
+            fake = FakeProcess(target_ft, target_rate, [path])
+            try:
+                samples, _parts = await overhead_run(args, fake, path, args.overhead_open)
+            finally:
+                fake.close()
+            result["overhead_open_ms"] = {"open_files": args.overhead_open, **summarize(samples)}
+            print(
+                f"overhead with {args.overhead_open} open files: {len(samples)} samples, "
+                f"p50 {fmt(percentile(samples, 50), '')} ms",
+                flush=True,
+            )
     if "steady" in args.scenarios:
         path = resolve("d3.js" if not args.quick else args.files[0])
         fake = FakeProcess(target_ft, target_rate, [path])
