@@ -19,7 +19,8 @@ Sources (each can be turned off):
 - open documents of the workspace other than the current one (the ``max_open_documents`` most
   recently used), same language family first: the best window of each by Jaccard similarity
   over identifiers to the ``query_lines`` lines up to the cursor (windows are indexed when a
-  document is opened, and again when its version changed);
+  document is opened, and again when its version changed; only those of the most recently used
+  documents are kept);
 - the ring of recently edited and viewed ranges (:mod:`fimls.context.ring`); a range that is
   more than 0.9 similar (Dice) to a newer one is dropped, and ranges of the current document
   are used only outside the part the prompt and suffix already send;
@@ -54,7 +55,7 @@ from fimls.context.model import EDITS, IMPORTS, OPEN, Candidate, Chunk, Gate
 from fimls.context.ring import Ring
 from fimls.context.selection import FILL_ORDER, select
 from fimls.context.tokens import dice, jaccard, token_set
-from fimls.context.windows import Window, repeat_lines, repeats, windows
+from fimls.context.windows import Scored, Windows, repeat_lines, repeats, windows
 from fimls.document import Document, strip_eol
 
 _LANGUAGE_FAMILIES = {
@@ -73,6 +74,11 @@ _LANGUAGE_FAMILIES = {
 def language_family(language_id: str) -> str:
     """Languages whose files help each other (JS and TS, C and C++) share a family."""
     return _LANGUAGE_FAMILIES.get(language_id, language_id)
+
+
+def _rank(window: Scored) -> tuple[float, int]:
+    """Most similar first; among equals, the earliest window."""
+    return window.score, -window.start
 
 
 @attrs.frozen
@@ -142,7 +148,7 @@ class ContextBuilder:
         self._ring = Ring(self.tuning.ring_chunks, self.tuning.ring_lines)
         self._generation = 0
         self._entries: LRUCache[str, _Entry] = LRUCache(8)
-        self._windows: dict[str, tuple[tuple[int, int], list[Window]]] = {}
+        self._windows: dict[str, tuple[tuple[int, int], Windows]] = {}
         self._line_counts: dict[str, int] = {}
         self._files = import_source.Files(
             gate, max_bytes=self.tuning.max_file_bytes, max_files=self.tuning.max_files
@@ -190,12 +196,16 @@ class ContextBuilder:
 
     def opened(self, uri: str) -> None:
         """A document was opened (its windows are indexed now, off the keystroke path)."""
+        self._used(uri)
         document = self.documents.get(uri)
         if document is not None:
             self._line_counts[uri] = len(document.lines)
             if self.open_files and len(document.lines) <= self.tuning.max_document_lines:
                 self._windows_of(document)
-        self._used(uri)
+            path = uris.to_fs_path(uri)
+            if self.imports and path and syntax.FAMILIES.get(document.language_id):
+                self._files.start({path: document})  # its definitions, indexed off the keystroke path
+                self._files.index(Path(path))
         self._generation += 1
 
     def closed(self, uri: str) -> None:
@@ -349,17 +359,13 @@ class ContextBuilder:
         self, document: Document, path: str, query: frozenset[str], seen: frozenset[str], tier: int
     ) -> Candidate | None:
         """The most similar window of ``document`` that does not repeat the prompt."""
-        scored = [(jaccard(w.tokens, query), -w.start, w) for w in self._windows_of(document)]
-        best = max(scored, default=None, key=lambda item: item[:2])
+        scored = self._windows_of(document).scored(query)
+        best = max(scored, default=None, key=_rank)
         ranked = [best] if best is not None else []
-        for score, _, window in itertools.chain(
-            ranked, sorted(scored, key=lambda item: item[:2], reverse=True)
-        ):
-            if score <= 0:
-                return None
+        for window in itertools.chain(ranked, sorted(scored, key=_rank, reverse=True)):
             lines = tuple(strip_eol(text) for text in document.lines[window.start : window.end])
             if not repeats(lines, seen):
-                return Candidate(OPEN, document.uri, path, window.start, lines, score, tier)
+                return Candidate(OPEN, document.uri, path, window.start, lines, window.score, tier)
         return None
 
     def _recent_uris(self, current: Document) -> list[str]:
@@ -370,13 +376,18 @@ class ContextBuilder:
         )
         return recent[: self.tuning.max_open_documents]
 
-    def _windows_of(self, document: Document) -> list[Window]:
+    def _windows_of(self, document: Document) -> Windows:
         stamp = (document.version, len(document.lines))
         cached = self._windows.get(document.uri)
         if cached is not None and cached[0] == stamp:
             return cached[1]
         found = windows(document.lines, self.tuning.window_lines, self.tuning.window_step)
         self._windows[document.uri] = (stamp, found)
+        kept = self.tuning.max_open_documents + 1  # the current document and the ones scanned
+        if len(self._windows) > kept:
+            newest = sorted(self._windows, key=lambda uri: -self._recency.get(uri, 0))[:kept]
+            for uri in self._windows.keys() - set(newest):
+                del self._windows[uri]
         return found
 
     def _edit_candidates(

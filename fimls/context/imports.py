@@ -58,8 +58,9 @@ LEAD_LINES = 6
 MAX_STAR_NAMES = 24
 MAX_LOOSE_NAMES = 48
 RESOLVED_SECONDS = 30.0
-CACHED_CHARS = 16_000_000
-"""The indexes of files kept between recomputes hold at most this many characters of text."""
+CACHED_CHARS = 4_000_000
+"""The indexes of files kept between recomputes hold at most this many characters of text (about
+16 large files; each character costs about two bytes of memory as indexed lines)."""
 MAX_MODULES = 48
 ATTRIBUTE_PENALTY = 20
 """Added to the distance of an attribute found by name alone (``self.x.method``), so the definitions

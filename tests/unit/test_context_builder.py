@@ -104,6 +104,23 @@ def test_budget_is_respected_with_many_open_files(tmp_path: Path) -> None:
     assert len({c.path for c in chunks}) == len(chunks) >= 2
 
 
+def test_only_the_most_recently_used_documents_keep_their_window_index(tmp_path: Path) -> None:
+    tuning = Tuning(max_open_documents=3)
+    builder, documents, current, root = editor(tmp_path, recent_edits=False, imports=False, tuning=tuning)
+    others = []
+    for i in range(6):
+        doc = open_document(documents, write(root, f"app/m{i}.py", RELATED), "python")
+        builder.opened(doc.uri)
+        others.append(doc)
+    assert len(builder._windows) == 4  # the three most recent and the one opened last
+    assert set(builder._windows) == {d.uri for d in others[2:]}
+    builder.viewed(others[0].uri, 0)  # the oldest is used again: indexed again when scanned
+    builder.viewed(current.uri, LINE)
+    paths = [c.path for c in builder.chunks_for(current.uri, LINE)]
+    assert "app/m0.py" in paths
+    assert others[0].uri in builder._windows and len(builder._windows) <= 4
+
+
 def test_block_is_byte_identical_across_keystrokes(tmp_path: Path) -> None:
     builder, documents, current, root = editor(tmp_path)
     for i in range(3):
@@ -133,7 +150,7 @@ def test_block_is_byte_identical_across_keystrokes(tmp_path: Path) -> None:
 
 
 def test_recomputed_after_coarse_events(tmp_path: Path) -> None:
-    builder, documents, current, root = editor(tmp_path, tuning=Tuning(jump_lines=20))
+    builder, documents, current, root = editor(tmp_path, tuning=Tuning(jump_lines=20, refresh_lines=8))
     other = open_document(documents, write(root, "app/related.py", RELATED), "python")
     builder.chunks_for(current.uri, LINE)
     assert builder.recomputes == 1

@@ -38,9 +38,22 @@ def test_jaccard_and_dice() -> None:
 def test_windows_cover_every_line_on_a_fixed_grid() -> None:
     lines = [f"name{i} = {i}\n" for i in range(65)]
     found = windows(lines, 60, 10)
-    assert [(w.start, w.end) for w in found] == [(0, 60), (10, 65)]
-    assert found[1].tokens == {f"name{i}" for i in range(10, 65)}
-    assert [(w.start, w.end) for w in windows(lines[:5], 60, 10)] == [(0, 5)]
+    assert [found.span(i) for i in range(len(found.sizes))] == [(0, 60), (10, 65)]
+    assert found.sizes == (60, 55)
+    short = windows(lines[:5], 60, 10)
+    assert [short.span(i) for i in range(len(short.sizes))] == [(0, 5)]
+
+
+def test_window_scores_are_jaccard_over_each_windows_identifiers() -> None:
+    lines = [f"name{i} = {i}\n" for i in range(65)]
+    found = windows(lines, 60, 10)
+    query = frozenset({"name5", "name62", "other"})
+    scored = {(w.start, w.end): w.score for w in found.scored(query)}
+    assert scored == {(0, 60): 1 / (60 + 3 - 1), (10, 65): 1 / (55 + 3 - 1)}
+    assert found.scored(frozenset({"missing"})) == []
+    assert found.scored(frozenset()) == []
+    every = frozenset(f"name{i}" for i in range(10, 65))
+    assert {(w.start, w.score) for w in found.scored(every)} == {(0, 50 / 65), (10, 1.0)}
 
 
 def test_repeats_counts_meaningful_lines_only() -> None:
