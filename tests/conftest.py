@@ -139,11 +139,27 @@ async def start_server(fake: FakeDeepSeek, lsp_transport: str) -> AsyncIterator[
 
     yield start
     for client in clients:
-        try:
-            if client._server is None or client._server.returncode is None:
-                await asyncio.wait_for(client.shutdown_session(), 10)
-        finally:
-            await client.stop()
+        await stop_client(client)
+
+
+async def stop_client(client: LanguageClient) -> None:
+    """Shut the server down (``shutdown`` and ``exit``), then stop ``client``.
+
+    pygls's ``stop()`` waits for the server process to end and never ends it, so a test that
+    failed before its shutdown would hang there; a server still running 5 s after the
+    attempt is killed instead.
+    """
+    server = client._server
+    try:
+        if server is None or server.returncode is None:
+            await asyncio.wait_for(client.shutdown_session(), 10)
+    finally:
+        if server is not None and server.returncode is None:
+            try:
+                await asyncio.wait_for(server.wait(), 5)
+            except TimeoutError:
+                server.kill()
+        await asyncio.wait_for(client.stop(), 10)
 
 
 def open_doc(

@@ -30,7 +30,7 @@ async def test_initialize_advertises_both_completions(start_server, client_name,
 
 
 async def test_capabilities_without_inline_client_support(start_server, fake):
-    from conftest import SERVER, server_env
+    from conftest import SERVER, server_env, stop_client
     from pytest_lsp.client import make_test_lsp_client
 
     client = make_test_lsp_client()
@@ -43,9 +43,8 @@ async def test_capabilities_without_inline_client_support(start_server, fake):
         assert result.capabilities.completion_provider is not None
         assert result.capabilities.position_encoding == "utf-8"
         assert result.capabilities.text_document_sync.change == types.TextDocumentSyncKind.Incremental
-        await client.shutdown_session()
     finally:
-        await client.stop()
+        await stop_client(client)
 
 
 @pytest.mark.parametrize("client_name", CLIENTS)

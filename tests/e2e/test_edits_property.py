@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import SERVER, TEST_KEY, capabilities, inline, server_env
+from conftest import SERVER, TEST_KEY, capabilities, inline, server_env, stop_client
 from fake_deepseek import FakeDeepSeek, Reply
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -145,8 +145,7 @@ class Session:
 
     def close(self) -> None:
         try:
-            self.run(self.client.shutdown_session())
-            self.run(self.client.stop())
+            self.run(stop_client(self.client))
         finally:
             self.loop.close()
             self.fake.stop()

@@ -193,7 +193,10 @@ async def test_soak_reduced(tmp_path: Path):
     # Measured growth is about 1 MiB over 2,000 keystrokes while the cache fills; the old
     # per-notification leak (about 2 KiB a keystroke) would exceed this bound.
     assert result["rss_kib"]["growth_after_first_interval"] < 3 * 1024, result["samples"]
-    assert sum("503" in m for m in result["messages"]) >= 1  # the injected 503 bursts reached the user
+    # The 503 burst is told at most once. It often lands on prefetches that the typing
+    # cancels during their retry; then nobody waited for them and nothing is shown.
+    assert result["injected_faults"]["503 x3, outlasting the retries"] == 3
+    assert sum("503" in m for m in result["messages"]) <= 1
     assert soak.problems(result, max_growth_mib=3, cache_size=256) == []
     FIGURES.append(("soak-2000: duration (s)", result["duration_s"]))
     FIGURES.append(("soak-2000: RSS (KiB)", result["rss_kib"]))

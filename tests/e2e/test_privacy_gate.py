@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SERVER, capabilities, inline, open_doc, server_env
+from conftest import SERVER, capabilities, inline, open_doc, server_env, stop_client
 from fake_deepseek import FakeDeepSeek, Reply
 from lsprotocol import types
 from pytest_lsp import LanguageClient
@@ -91,10 +91,7 @@ async def start(fake: FakeDeepSeek) -> AsyncIterator[Start]:
 
     yield run
     for client in clients:
-        try:
-            await asyncio.wait_for(client.shutdown_session(), 10)
-        finally:
-            await client.stop()
+        await stop_client(client)
 
 
 async def ask(client: LanguageClient, uri: str, text: str, language: str = "plaintext") -> list[str]:

@@ -52,6 +52,7 @@ def run_first_block(tmp_path: Path, env: dict[str, str]) -> subprocess.Completed
     )
 
 
+@pytest.mark.timeout(900)  # a first install from the package index
 @pytest.mark.skipif(shutil.which("sh") is None, reason="needs a POSIX shell")
 def test_the_readme_first_command_works_in_a_fresh_home(tmp_path: Path, fake):
     fake.default = Reply(text="n")
@@ -79,6 +80,7 @@ runpy.run_path("scripts/install.py", run_name="__main__")
 """
 
 
+@pytest.mark.timeout(900)
 def test_the_installer_fetches_pip_where_ensurepip_is_missing(tmp_path: Path, fake):
     fake.default = Reply(text="n")
     env = fresh_home(tmp_path, fake)
