@@ -335,6 +335,13 @@ class HttpBackend(abc.ABC):
     async def models(self) -> list[str]:
         """Model ids the server offers."""
 
+    def listed(self, data: Any, key: str = "data", field: str = "id") -> list[str]:
+        """The ``field`` of each item listed under ``key`` in an answer to ``GET models_path``."""
+        items = data.get(key) if isinstance(data, Mapping) else None
+        if not isinstance(items, list):
+            raise ProtocolError(f"{self.label}: GET {self.models_path} returned no model list")
+        return [str(item[field]) for item in items if isinstance(item, Mapping) and field in item]
+
     def choose_model(self, available: list[str]) -> str | None:
         """The only model served, when there is exactly one."""
         return available[0] if len(available) == 1 else None

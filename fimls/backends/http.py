@@ -370,3 +370,14 @@ def decode_event(data: str, label: str) -> Any:
         return json.loads(data)
     except ValueError:
         raise ProtocolError(f"{label} sent a malformed stream chunk") from None
+
+
+def decode_answer(raw: str, label: str) -> Mapping[str, Any]:
+    """A whole (not streamed) answer's JSON object, or a :class:`ProtocolError`."""
+    try:
+        data = json.loads(raw.strip())
+    except ValueError:
+        raise ProtocolError(f"{label} sent malformed JSON") from None
+    if not isinstance(data, Mapping):
+        raise ProtocolError(f"{label}: the answer is not a JSON object")
+    return data

@@ -41,7 +41,7 @@ from fimls.backends.base import (
     Usage,
     merge_stops,
 )
-from fimls.backends.http import decode_event, error_detail, sse_data
+from fimls.backends.http import decode_answer, decode_event, error_detail, sse_data
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8012"
 """llama.vim's port (llama-server listens on 8080 unless given --port)."""
@@ -114,12 +114,7 @@ async def stream_events(response: httpx.Response, label: str) -> AsyncIterator[E
 
 def json_answer(raw: str, label: str) -> list[Event]:
     """Text and :class:`Finish` of a non-streamed ``/infill`` answer."""
-    try:
-        data = json.loads(raw.strip())
-    except ValueError:
-        raise ProtocolError(f"{label} sent malformed JSON") from None
-    if not isinstance(data, Mapping):
-        raise ProtocolError(f"{label}: the answer is not a JSON object")
+    data = decode_answer(raw, label)
     _check_error(data, label)
     content = data.get("content")
     return [content if isinstance(content, str) else "", _finish(data)]
@@ -193,10 +188,7 @@ class LlamaCpp(HttpBackend):
             props = await self.props()
             path = props.get("model_path")
             return [posixpath.basename(str(path).replace("\\", "/"))] if path else []
-        items = data.get("data") if isinstance(data, Mapping) else None
-        if not isinstance(items, list):
-            raise ProtocolError(f"{self.label}: GET {self.models_path} returned no model list")
-        return [str(item["id"]) for item in items if isinstance(item, Mapping) and "id" in item]
+        return self.listed(data)
 
     def choose_model(self, available: list[str]) -> str | None:
         """The served model."""

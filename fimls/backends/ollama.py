@@ -33,7 +33,7 @@ from fimls.backends.base import (
     Usage,
     merge_stops,
 )
-from fimls.backends.http import error_detail, ndjson
+from fimls.backends.http import decode_answer, error_detail, ndjson
 
 DEFAULT_BASE_URL = "http://127.0.0.1:11434"
 DEFAULT_MODEL = "qwen2.5-coder:1.5b-base"
@@ -97,12 +97,7 @@ async def stream_events(response: httpx.Response, label: str) -> AsyncIterator[E
 
 def json_answer(raw: str, label: str) -> list[Event]:
     """Text and :class:`Finish` of a non-streamed ``/api/generate`` answer."""
-    try:
-        data = json.loads(raw.strip())
-    except ValueError:
-        raise ProtocolError(f"{label} sent malformed JSON") from None
-    if not isinstance(data, Mapping):
-        raise ProtocolError(f"{label}: the answer is not a JSON object")
+    data = decode_answer(raw, label)
     if "error" in data:
         raise ServerError(f"{label} failed: {error_detail(raw)}")
     text = data.get("response")
@@ -253,10 +248,7 @@ class Ollama(HttpBackend):
     async def models(self) -> list[str]:
         """Installed models, from ``GET /api/tags``."""
         data = await self.http.request_json("GET", self.models_path)
-        items = data.get("models") if isinstance(data, Mapping) else None
-        if not isinstance(items, list):
-            raise ProtocolError(f"{self.label}: GET {self.models_path} returned no model list")
-        return [str(item["name"]) for item in items if isinstance(item, Mapping) and "name" in item]
+        return self.listed(data, "models", "name")
 
     def lists(self, model: str, available: list[str]) -> bool:
         """Whether ``model`` is installed: a name without a tag means ``:latest``, as Ollama reads it."""

@@ -228,10 +228,7 @@ class Completions(HttpBackend):
     async def models(self) -> list[str]:
         """Model ids from the OpenAI-style model list."""
         data = await self.http.request_json("GET", self.models_path)
-        items = data.get("data") if isinstance(data, Mapping) else None
-        if not isinstance(items, list):
-            raise ProtocolError(f"{self.label}: GET {self.models_path} returned no model list")
-        return [str(item["id"]) for item in items if isinstance(item, Mapping) and "id" in item]
+        return self.listed(data)
 
     def choose_model(self, available: list[str]) -> str | None:
         """The only model served, else the first one of a known FIM family."""
