@@ -40,7 +40,6 @@ drop the definitions of the very names the prompt uses).
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -203,9 +202,8 @@ class ContextBuilder:
             if self.open_files and len(document.lines) <= self.tuning.max_document_lines:
                 self._windows_of(document)
             path = uris.to_fs_path(uri)
-            if self.imports and path and syntax.FAMILIES.get(document.language_id):
-                self._files.start({path: document})  # its definitions, indexed off the keystroke path
-                self._files.index(Path(path))
+            if self.imports and path:
+                self._files.prepare(path, document)
         self._generation += 1
 
     def closed(self, uri: str) -> None:
@@ -359,10 +357,7 @@ class ContextBuilder:
         self, document: Document, path: str, query: frozenset[str], seen: frozenset[str], tier: int
     ) -> Candidate | None:
         """The most similar window of ``document`` that does not repeat the prompt."""
-        scored = self._windows_of(document).scored(query)
-        best = max(scored, default=None, key=_rank)
-        ranked = [best] if best is not None else []
-        for window in itertools.chain(ranked, sorted(scored, key=_rank, reverse=True)):
+        for window in sorted(self._windows_of(document).scored(query), key=_rank, reverse=True):
             lines = tuple(strip_eol(text) for text in document.lines[window.start : window.end])
             if not repeats(lines, seen):
                 return Candidate(OPEN, document.uri, path, window.start, lines, window.score, tier)

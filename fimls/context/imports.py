@@ -173,38 +173,57 @@ class Files:
         if document is not None:
             if self.gate.check(document.uri, document.language_id) is not None:
                 return None
-            stamp: tuple[int, ...] = (-1, document.version, len(document.lines))
-        else:
-            if self.gate.check_path(path, language) is not None:
-                return None
-            try:
-                status = path.stat()
-            except OSError:
-                return None
-            if status.st_size > self.max_bytes:
-                return None
-            stamp = (status.st_mtime_ns, status.st_size, status.st_ino)
+            return self._indexed_text(key, _document_stamp(document), family, lambda: document.text)
+        if self.gate.check_path(path, language) is not None:
+            return None
+        try:
+            status = path.stat()
+        except OSError:
+            return None
+        if status.st_size > self.max_bytes:
+            return None
+        stamp = (status.st_mtime_ns, status.st_size, status.st_ino)
+        return self._indexed_text(key, stamp, family, lambda: self._read_text(path))
+
+    def prepare(self, path: str, document: Document) -> None:
+        """Index an open document now, off the keystroke path, for the recomputes to come."""
+        family = syntax.FAMILIES.get(syntax.SUFFIX_LANGUAGES.get(_suffix(Path(path))) or "")
+        if family is None or not self.gate.in_workspace(Path(path)):
+            return
+        if self.gate.check(document.uri, document.language_id) is None:
+            self._indexed_text(path, _document_stamp(document), family, lambda: document.text)
+
+    def _indexed_text(
+        self, key: str, stamp: tuple[int, ...], family: str, text: Callable[[], str | None]
+    ) -> syntax.Index | None:
+        """The cached index of ``key`` if its stamp still holds, else ``text`` indexed and cached."""
         cached = self._cache.get(key)
         if cached is not None and cached[0] == stamp:
             return cached[1]
-        if document is not None:
-            text = document.text
-        else:
-            try:
-                data = _read_file(path, self.max_bytes)
-            except OSError:
-                return None
-            if len(data) > self.max_bytes:
-                return None
-            text = data.decode("utf-8", errors="replace")
-        result = syntax.index(text, family)
+        source = text()
+        if source is None:
+            return None
+        result = syntax.index(source, family)
         self._cache[key] = (stamp, result)
         return result
+
+    def _read_text(self, path: Path) -> str | None:
+        try:
+            data = _read_file(path, self.max_bytes)
+        except OSError:
+            return None
+        if len(data) > self.max_bytes:
+            return None
+        return data.decode("utf-8", errors="replace")
 
     def uri(self, path: Path) -> str:
         """The URI of a file: the open document's own, else a ``file:`` URI."""
         document = self.open.get(str(path))
         return document.uri if document is not None else path.as_uri()
+
+
+def _document_stamp(document: Document) -> tuple[int, ...]:
+    return (-1, document.version, len(document.lines))
 
 
 def _cached_size(entry: tuple[tuple[int, ...], syntax.Index]) -> int:

@@ -50,8 +50,7 @@ class Windows:
         if not query:
             return []
         hits = [[token for token in block if token in query] for block in self.blocks]
-        per_window, wanted, step, count = self.per_window, len(query), self.step, self.line_count
-        lines = per_window * step
+        per_window, wanted = self.per_window, len(query)
         counts: dict[str, int] = {}
         for block in hits[:per_window]:
             for token in block:
@@ -60,8 +59,7 @@ class Windows:
         for index, size in enumerate(self.sizes):
             common = len(counts)
             if common:
-                start = index * step
-                found.append(Scored(common / (size + wanted - common), start, min(start + lines, count)))
+                found.append(Scored(common / (size + wanted - common), *self.span(index)))
             for token in hits[index]:  # slide: the first block leaves, the next one enters
                 if counts[token] == 1:
                     del counts[token]

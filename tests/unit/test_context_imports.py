@@ -422,3 +422,24 @@ def test_top_level_names_defined_in_open_documents_are_found(tmp_path: Path) -> 
     assert [(c.path, c.source, c.text) for c in chunks] == [
         ("helpers.py", IMPORTS, "def compute_total(v):\n    return v\n")
     ]
+
+
+def test_an_open_document_is_indexed_when_prepared_and_only_if_the_gate_allows(tmp_path: Path) -> None:
+    documents: dict[str, Document] = {}
+    gate = FakeGate([tmp_path], denied={"secret.py"})
+    files = import_source.Files(gate)
+    allowed = open_document(
+        documents, write(tmp_path, "pkg/shapes.py", "def area(r):\n    return r\n"), "python"
+    )
+    denied = open_document(documents, write(tmp_path, "pkg/secret.py", "TOKEN = 'x'\n"), "python")
+    for document in (allowed, denied):
+        files.prepare(str(tmp_path / "pkg" / Path(document.uri).name), document)
+    files.start({str(tmp_path / "pkg" / "shapes.py"): allowed, str(tmp_path / "pkg" / "secret.py"): denied})
+    prepared = files._cache.get(str(tmp_path / "pkg" / "shapes.py"))
+    assert prepared is not None and files.index(tmp_path / "pkg" / "shapes.py") is prepared[1]
+    assert files._cache.get(str(tmp_path / "pkg" / "secret.py")) is None
+    assert files.index(tmp_path / "pkg" / "secret.py") is None
+    # At the next recompute a later version is indexed again, not served from what was prepared.
+    allowed.version += 1
+    files.start({str(tmp_path / "pkg" / "shapes.py"): allowed})
+    assert files.index(tmp_path / "pkg" / "shapes.py") is not prepared[1]
