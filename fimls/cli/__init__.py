@@ -76,11 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("complete", "doctor"):
         import asyncio
 
-        from fimls import commands
+        from fimls.cli import subcommands
 
         if args.command == "complete":
-            return asyncio.run(commands.complete(args.target, raw, args.language))
-        return asyncio.run(commands.doctor(raw))
+            return asyncio.run(subcommands.complete(args.target, raw, args.language))
+        return asyncio.run(subcommands.doctor(raw))
     if not args.tcp and sys.stdin.isatty():
         print(HINT, file=sys.stderr)
     from fimls.server import create_server

@@ -1,4 +1,4 @@
-"""``fimls complete`` and ``fimls doctor``: the engine without an editor."""
+"""``fimls complete`` and ``fimls doctor``: the engine without an editor (prints to stdout and stderr)."""
 
 from __future__ import annotations
 
