@@ -934,13 +934,14 @@ async def open_workspace(session: Session, folder: Path, typed: Path) -> None:
         (folder / corpus_name(other)).write_text(read_source(other), encoding="utf-8")
     same = [p for p in others if language_of(p) == language_of(typed)]
     for other in (same + [p for p in others if p not in same])[:CONTEXT_OPEN]:
-        item = {
-            "uri": (folder / corpus_name(other)).as_uri(),
-            "languageId": language_of(other),
-            "version": 1,
-            "text": read_source(other),
-        }
-        await session.client.notify("textDocument/didOpen", {"textDocument": item})
+        await did_open(session.client, folder / corpus_name(other), other)
+
+
+async def did_open(client: LspClient, path: Path, source: Path) -> None:
+    """Open ``path`` in the editor with the text of corpus file ``source``."""
+    text = read_source(source)
+    item = {"uri": path.as_uri(), "languageId": language_of(source), "version": 1, "text": text}
+    await client.notify("textDocument/didOpen", {"textDocument": item})
 
 
 async def typing_run(
@@ -1213,10 +1214,8 @@ async def overhead_run(
             for i in range(open_files):
                 source = corpus[i % len(corpus)]
                 copy = folder / f"open{i}_{corpus_name(source)}"
-                text = read_source(source)
-                copy.write_text(text, encoding="utf-8")
-                item = {"uri": copy.as_uri(), "languageId": language_of(source), "version": 1, "text": text}
-                await client.notify("textDocument/didOpen", {"textDocument": item})
+                copy.write_text(read_source(source), encoding="utf-8")
+                await did_open(client, copy, source)
         await wait_ready(client)
         fake.reset()
         t_start = now()
